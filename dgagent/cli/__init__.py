@@ -1,0 +1,1 @@
+"""The dg-agent command line."""

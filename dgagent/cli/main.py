@@ -1,0 +1,91 @@
+"""The ``dg-agent`` command: parse, dispatch, and turn every failure into one clear sentence."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from dgagent import __version__
+from dgagent.cli import cp, listing, remove, sync
+from dgagent.cli.common import Session, add_store_options
+from dgagent.errors import ConfigError, DgError
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class _Filter(argparse.Action):
+    """Collect --exclude/--include in command-line order (the last matching rule wins)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        rules = [*getattr(namespace, "filters", []), (self.dest, str(values))]
+        namespace.filters = rules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dg-agent",
+        description="Store versioned build artifacts as xdelta3 deltas in S3 or a local folder "
+        "(DeltaGlider-compatible).",
+    )
+    parser.add_argument("--version", action="version", version=f"dg-agent {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("DG_LOG_LEVEL", "WARNING"),
+        help="DEBUG, INFO, WARNING (default, or DG_LOG_LEVEL) or ERROR",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parsers = [cp.register(sub), *listing.register(sub), sync.register(sub)]
+    remove.register(sub)
+    parsers.extend(sub.choices[name] for name in ("rm", "verify"))
+    for p in parsers:
+        add_store_options(p)
+    for p in (sub.choices["cp"], sub.choices["sync"]):
+        p.add_argument("--exclude", action=_Filter, dest="exclude", metavar="PATTERN",
+                       help="skip paths matching PATTERN (repeatable)")  # fmt: skip
+        p.add_argument("--include", action=_Filter, dest="include", metavar="PATTERN",
+                       help="keep paths matching PATTERN despite an earlier --exclude")  # fmt: skip
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    value = logging.getLevelName(level.upper())
+    if not isinstance(value, int):
+        raise ConfigError(f"log level {level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+    logging.basicConfig(level=value, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(max(value, logging.WARNING))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace, Session], int] = args.handler
+    try:
+        _setup_logging(args.log_level)
+        return handler(args, Session(args))
+    except ConfigError as exc:
+        print(f"dg-agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DgError as exc:
+        print(f"dg-agent: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("dg-agent: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Running many uploads or downloads at once, and printing what each one did.
+
+xdelta3 runs as its own process, so a thread pool keeps both cores and the network busy. The first
+file of each DeltaSpace goes first, alone: it becomes the reference, and the others then delta
+against it instead of racing to create it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dgagent.cli.common import Progress, human, percent
+from dgagent.engine import keys
+from dgagent.engine.metadata import Kind
+from dgagent.engine.store import DeltaStore, GetResult, PutResult
+from dgagent.errors import DgError
+
+T = TypeVar("T")
+WORKERS = max(2, min(8, (os.cpu_count() or 2) * 2))
+
+
+@dataclass(frozen=True)
+class Upload:
+    source: Path
+    key: str
+
+
+@dataclass(frozen=True)
+class Download:
+    key: str
+    dest: Path
+    mtime: float | None = None
+    """Set the file's mtime to this after writing (so a later sync sees it unchanged)."""
+
+
+@dataclass
+class Outcome:
+    done: list[dict[str, Any]]
+    errors: list[str]
+
+
+def put_record(store: DeltaStore, source: Path, result: PutResult) -> dict[str, Any]:
+    return {
+        "operation": "upload",
+        "source": str(source),
+        "url": store.url(result.key),
+        "stored_key": result.stored_key,
+        "kind": result.kind.value,
+        "original_size": result.original_size,
+        "stored_size": result.stored_size,
+        "reference_size": result.reference_size,
+        "ratio": round(result.ratio, 6),
+        "sha256": result.sha256,
+        "cache_hit": result.cache_hit,
+    }
+
+
+def describe_put(result: PutResult) -> str:
+    if result.reference_size:
+        how = "new reference"
+    elif result.kind is Kind.DELTA:
+        how = f"delta {percent(result.stored_size, result.original_size)}"
+    else:
+        how = "direct"
+    cache = (
+        "" if result.cache_hit is None else (", cache hit" if result.cache_hit else ", cache miss")
+    )
+    return f"({how} of {human(result.original_size)}{cache})"
+
+
+def upload_all(
+    store: DeltaStore,
+    jobs: list[Upload],
+    *,
+    delta: bool,
+    max_ratio: float | None,
+    progress: Progress,
+    quiet: bool,
+    dryrun: bool = False,
+) -> Outcome:
+    outcome = Outcome([], [])
+
+    def one(job: Upload) -> None:
+        if dryrun:
+            progress.say(f"(dryrun) upload: {job.source} to {store.url(job.key)}")
+            return
+        progress.start(job.source.name)
+        try:
+            result = store.put(
+                job.source, job.key, delta=delta, max_ratio=max_ratio, progress=progress.advance
+            )
+        except DgError as exc:
+            outcome.errors.append(str(exc))
+            return
+        finally:
+            progress.finish_one()
+        outcome.done.append(put_record(store, job.source, result))
+        if not quiet:
+            progress.say(f"upload: {job.source} to {store.url(result.key)} {describe_put(result)}")
+
+    firsts, rest = _first_per_deltaspace(jobs)
+    _run(one, firsts)
+    _run(one, rest)
+    return outcome
+
+
+def _first_per_deltaspace(jobs: list[Upload]) -> tuple[list[Upload], list[Upload]]:
+    """The oldest file of each DeltaSpace (it should become the reference), and the others."""
+
+    def age(job: Upload) -> tuple[float, str]:
+        try:
+            return job.source.stat().st_mtime, job.key
+        except OSError:
+            return 0.0, job.key
+
+    firsts: dict[str, Upload] = {}
+    rest: list[Upload] = []
+    for job in sorted(jobs, key=age):
+        space = keys.deltaspace_of(job.key)
+        if space in firsts:
+            rest.append(job)
+        else:
+            firsts[space] = job
+    return list(firsts.values()), rest
+
+
+def download_all(
+    store: DeltaStore,
+    jobs: list[Download],
+    *,
+    progress: Progress,
+    quiet: bool,
+    dryrun: bool = False,
+) -> Outcome:
+    outcome = Outcome([], [])
+
+    def one(job: Download) -> None:
+        if dryrun:
+            progress.say(f"(dryrun) download: {store.url(job.key)} to {job.dest}")
+            return
+        progress.start(job.dest.name)
+        try:
+            job.dest.parent.mkdir(parents=True, exist_ok=True)
+            result = store.get(job.key, job.dest, progress=progress.advance)
+            if job.mtime is not None:
+                os.utime(job.dest, (job.mtime, job.mtime))
+        except DgError as exc:
+            outcome.errors.append(str(exc))
+            return
+        except OSError as exc:
+            outcome.errors.append(f"cannot write {job.dest}: {exc.strerror or exc}")
+            return
+        finally:
+            progress.finish_one()
+        outcome.done.append(get_record(store, job.dest, result))
+        if not quiet:
+            progress.say(f"download: {store.url(result.key)} to {job.dest}")
+
+    _run(one, jobs)
+    return outcome
+
+
+def get_record(store: DeltaStore, dest: Path, result: GetResult) -> dict[str, Any]:
+    return {
+        "operation": "download",
+        "url": store.url(result.key),
+        "stored_key": result.stored_key,
+        "dest": str(dest),
+        "kind": result.kind.value,
+        "size": result.size,
+        "sha256": result.sha256,
+        "cache_hit": result.cache_hit,
+    }
+
+
+def _run(fn: Callable[[T], None], items: list[T]) -> None:
+    if len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        list(pool.map(fn, items))

@@ -1,0 +1,1 @@
+"""Storage-independent engine: DeltaGlider format, xdelta3 codec, reference cache, store."""

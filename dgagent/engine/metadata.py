@@ -1,0 +1,186 @@
+"""DeltaGlider object metadata: the superset we write, and every alias upstream ever wrote.
+
+Writing the superset (upstream 6.x keys plus the proxy's ``dg-ref-path`` and ``dg-note`` values)
+keeps what we store readable by both DeltaGlider tools. Reading accepts ``dg-x-y``, ``dg_x_y``,
+``x_y`` and ``x-y`` for every field, so buckets written by any upstream version work.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import quote, unquote
+
+from dgagent import __version__
+from dgagent.engine.keys import REFERENCE_NAME, is_delta, is_reference
+
+TOOL = f"dg-agent/{__version__}"
+ZERO_DIFF_NOTE = "zero-diff (reference identical)"
+MTIME_KEY = "dg-agent-mtime"
+"""Our own key: the source file's mtime (seconds, decimal), so sync can compare without guessing."""
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Everything printable in ASCII except '%' stays readable; the rest is percent-encoded.
+_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+class Kind(enum.Enum):
+    """How an object is stored."""
+
+    REFERENCE = "reference"
+    DELTA = "delta"
+    DIRECT = "direct"
+    PLAIN = "plain"
+    """No DeltaGlider metadata at all: an ordinary S3 object, read raw and unchecked."""
+
+
+def ascii_value(text: str) -> str:
+    """Percent-encode what S3 metadata cannot carry (non-ASCII, controls, '%').
+
+    >>> ascii_value("café-1.0.zip")
+    'caf%C3%A9-1.0.zip'
+    """
+    return quote(text, safe=_SAFE)
+
+
+def now_iso() -> str:
+    """UTC ISO-8601 with a trailing Z, as upstream writes ``dg-created-at``."""
+    return datetime.now(UTC).replace(tzinfo=None).isoformat() + "Z"
+
+
+def _common(name: str, sha256: str, size: int, mtime: float | None) -> dict[str, str]:
+    meta = {
+        "dg-tool": TOOL,
+        "dg-original-name": ascii_value(name),
+        "dg-file-sha256": sha256,
+        "dg-file-size": str(size),
+        "dg-created-at": now_iso(),
+    }
+    if mtime is not None:
+        meta[MTIME_KEY] = f"{mtime:.6f}"
+    return meta
+
+
+def reference_metadata(source_name: str, sha256: str, size: int) -> dict[str, str]:
+    return {
+        "dg-tool": TOOL,
+        "dg-source-name": ascii_value(source_name),
+        "dg-file-sha256": sha256,
+        "dg-file-size": str(size),
+        "dg-created-at": now_iso(),
+        "dg-note": "reference",
+    }
+
+
+def delta_metadata(
+    *,
+    name: str,
+    sha256: str,
+    size: int,
+    ref_key: str,
+    ref_sha256: str,
+    delta_size: int,
+    zero_diff: bool,
+    mtime: float | None,
+) -> dict[str, str]:
+    meta = _common(name, sha256, size, mtime)
+    meta.update(
+        {
+            "dg-ref-key": ascii_value(ref_key),
+            "dg-ref-path": REFERENCE_NAME,
+            "dg-ref-sha256": ref_sha256,
+            "dg-delta-size": str(delta_size),
+            "dg-delta-cmd": ascii_value(
+                f"xdelta3 -e -9 -D -R -s {REFERENCE_NAME} {name} {name}.delta"
+            ),
+            "dg-note": ZERO_DIFF_NOTE if zero_diff else "delta",
+        }
+    )
+    return meta
+
+
+def direct_metadata(*, name: str, sha256: str, size: int, mtime: float | None) -> dict[str, str]:
+    meta = _common(name, sha256, size, mtime)
+    meta.update({"dg-compression": "none", "dg-note": "passthrough"})
+    return meta
+
+
+def _field(meta: Mapping[str, str], name: str) -> str | None:
+    """First non-empty value among the aliases of ``name`` (given as ``x-y``)."""
+    snake = name.replace("-", "_")
+    for alias in (f"dg-{name}", f"dg_{snake}", snake, name):
+        value = meta.get(alias)
+        if value:
+            return value
+    return None
+
+
+def _int(value: str | None) -> int | None:
+    if value is None or not value.isdigit():
+        return None
+    return int(value)
+
+
+@dataclass(frozen=True)
+class StoredMeta:
+    """What an object's metadata says, whichever dialect wrote it."""
+
+    kind: Kind
+    original_name: str | None
+    file_sha256: str | None
+    file_size: int | None
+    ref_key: str | None
+    ref_path: str | None
+    ref_sha256: str | None
+    tool: str | None
+    note: str | None
+    mtime: float | None
+
+    @property
+    def zero_diff(self) -> bool:
+        return self.kind is Kind.DELTA and (self.note or "").startswith("zero-diff")
+
+
+def parse_metadata(key: str, meta: Mapping[str, str]) -> StoredMeta:
+    """Classify an object and pull out its fields; never raises (validation is the reader's job)."""
+    lower = {k.lower(): v for k, v in meta.items()}
+    sha = _field(lower, "file-sha256")
+    note = _field(lower, "note")
+    compression = _field(lower, "compression")
+    sha = sha.lower() if sha else None
+    if sha is None:
+        kind = Kind.PLAIN
+    elif is_reference(key) or note == "reference":
+        kind = Kind.REFERENCE
+    elif compression == "none" or note == "passthrough":
+        kind = Kind.DIRECT
+    elif is_delta(key) or _field(lower, "ref-key") or lower.get("dg-ref-path"):
+        kind = Kind.DELTA
+    else:
+        kind = Kind.DIRECT
+    name = _field(lower, "original-name") or _field(lower, "source-name")
+    mtime_text = lower.get(MTIME_KEY)
+    try:
+        mtime = float(mtime_text) if mtime_text else None
+    except ValueError:
+        mtime = None
+    ref_key = _field(lower, "ref-key")
+    return StoredMeta(
+        kind=kind,
+        original_name=unquote(name) if name else None,
+        file_sha256=sha,
+        file_size=_int(_field(lower, "file-size")),
+        ref_key=unquote(ref_key) if ref_key else None,
+        ref_path=lower.get("dg-ref-path"),
+        ref_sha256=(_field(lower, "ref-sha256") or "").lower() or None,
+        tool=_field(lower, "tool"),
+        note=note,
+        mtime=mtime,
+    )
+
+
+def is_sha256(value: str | None) -> bool:
+    return value is not None and bool(_SHA256.match(value))

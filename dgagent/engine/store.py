@@ -1,0 +1,472 @@
+"""The delta store: put, get, verify, list and delete logical files in a DeltaSpace tree.
+
+This is where FORMAT.md becomes behaviour. A put hashes the file, then either creates the
+DeltaSpace's reference with a conditional write (the loser of a race diffs against the winner's),
+or encodes a delta against the cached reference; every delta is decoded once and compared by
+SHA-256 before it is uploaded, and one above the max ratio is dropped for a direct upload. A get
+rebuilds into a temp file beside the destination and renames it only once the SHA-256 matches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import posixpath
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from dgagent.engine import keys
+from dgagent.engine.cache import ReferenceCache
+from dgagent.engine.codec import Xdelta3
+from dgagent.engine.metadata import (
+    Kind,
+    StoredMeta,
+    delta_metadata,
+    direct_metadata,
+    is_sha256,
+    parse_metadata,
+    reference_metadata,
+)
+from dgagent.errors import (
+    CodecError,
+    DgError,
+    IntegrityError,
+    NotFoundError,
+    PreconditionFailedError,
+    StorageError,
+)
+from dgagent.fileio import HashingWriter, atomic_output, sha256_file
+from dgagent.settings import EngineSettings
+from dgagent.storage.base import ObjectInfo, Prefix, Progress, Storage, check_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What one put stored."""
+
+    key: str
+    stored_key: str
+    kind: Kind
+    """DELTA or DIRECT."""
+    original_size: int
+    stored_size: int
+    """Bytes of the delta or direct object written for this file."""
+    reference_size: int
+    """Bytes of ``reference.bin`` this put created (0 when it used an existing reference)."""
+    sha256: str
+    cache_hit: bool | None
+    """Whether the reference came from the cache; None when no reference was read."""
+
+    @property
+    def ratio(self) -> float:
+        """Stored bytes (delta or direct, plus any reference created) over the file's size."""
+        total = self.stored_size + self.reference_size
+        return total / self.original_size if self.original_size else 1.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One logical file as a listing shows it."""
+
+    key: str
+    stored_key: str
+    stored_size: int
+    info: ObjectInfo
+    meta: StoredMeta | None
+    """Parsed metadata; None when the listing did not fetch it."""
+
+    @property
+    def kind(self) -> Kind | None:
+        if self.meta is not None:
+            return self.meta.kind
+        return Kind.DELTA if keys.is_delta(self.stored_key) else None
+
+    @property
+    def original_size(self) -> int | None:
+        if self.meta is not None and self.meta.file_size is not None:
+            return self.meta.file_size
+        return None if keys.is_delta(self.stored_key) else self.stored_size
+
+
+@dataclass(frozen=True)
+class GetResult:
+    key: str
+    stored_key: str
+    kind: Kind
+    size: int
+    sha256: str
+    cache_hit: bool | None
+    meta: StoredMeta
+
+
+class DeltaStore:
+    """Logical files over one Storage, in DeltaGlider's layout."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        settings: EngineSettings,
+        cache: ReferenceCache | None = None,
+        codec: Xdelta3 | None = None,
+    ) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.cache = cache or ReferenceCache(settings.cache_dir, max_bytes=settings.cache_max_bytes)
+        self.codec = codec or Xdelta3(
+            level=settings.xdelta_level, window_budget=settings.window_budget
+        )
+        self._work_root = settings.cache_dir.parent / "work"
+
+    def url(self, key: str) -> str:
+        return f"{self.storage.url}/{key}"
+
+    @contextlib.contextmanager
+    def _workdir(self) -> Iterator[Path]:
+        """Scratch space on the cache's disk (not /tmp, which may be RAM), removed afterwards."""
+        try:
+            self._work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            work = tempfile.TemporaryDirectory(prefix="dg-", dir=self._work_root)
+        except OSError:
+            work = tempfile.TemporaryDirectory(prefix="dg-")
+        with work as name:
+            yield Path(name)
+
+    # ---------------------------------------------------------------- put
+
+    def put(
+        self,
+        source: Path,
+        key: str,
+        *,
+        delta: bool = True,
+        max_ratio: float | None = None,
+        progress: Progress | None = None,
+    ) -> PutResult:
+        """Store a local file under logical ``key`` (delta when eligible and worth it)."""
+        check_key(key)
+        keys.check_user_key(key)
+        try:
+            before = source.stat()
+            sha, size = sha256_file(source)
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"{source} does not exist (it may have been moved away)") from exc
+        except IsADirectoryError as exc:
+            raise NotFoundError(f"{source} is a directory; use -r to copy folders") from exc
+        limit = self.settings.max_ratio if max_ratio is None else max_ratio
+        name = posixpath.basename(key)
+        result: PutResult | None = None
+        if delta and size > 0 and keys.is_delta_eligible(name, self.settings.delta_extensions):
+            result = self._put_delta(
+                source,
+                key=key,
+                sha=sha,
+                size=size,
+                mtime=before.st_mtime,
+                limit=limit,
+                progress=progress,
+            )
+        if result is None:
+            meta = direct_metadata(name=name, sha256=sha, size=size, mtime=before.st_mtime)
+            self.storage.upload(key, source, meta, progress=progress)
+            result = PutResult(key, key, Kind.DIRECT, size, size, 0, sha, None)
+        self._check_unchanged(source, before, result)
+        sibling = keys.delta_key(key) if result.kind is Kind.DIRECT else key
+        self.storage.delete(sibling)  # the other form of this name is now stale
+        return result
+
+    def _check_unchanged(self, source: Path, before: os.stat_result, result: PutResult) -> None:
+        """A file rewritten while we read it must not stay stored under its old hash."""
+        try:
+            after = source.stat()
+            same = (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+        except FileNotFoundError:
+            same = True  # removed after a complete read: what we stored is what it was
+        if same:
+            return
+        self.storage.delete(result.stored_key)
+        raise IntegrityError(
+            f"{source} changed while it was being stored; nothing was kept, store it again "
+            "once it is complete"
+        )
+
+    def _put_delta(
+        self,
+        source: Path,
+        *,
+        key: str,
+        sha: str,
+        size: int,
+        mtime: float,
+        limit: float,
+        progress: Progress | None,
+    ) -> PutResult | None:
+        deltaspace = keys.deltaspace_of(key)
+        ref_key = keys.reference_key(deltaspace)
+        name = posixpath.basename(key)
+        ref = self.storage.head(ref_key)
+        created = 0
+        if ref is None:
+            try:
+                ref_meta = reference_metadata(name, sha, size)
+                self.storage.upload(ref_key, source, ref_meta, create_only=True, progress=progress)
+                created = size
+            except PreconditionFailedError:
+                log.info("%s was created by another writer; using it", self.url(ref_key))
+                ref = self.storage.head(ref_key)
+                if ref is None:
+                    raise StorageError(
+                        f"{self.url(ref_key)} was reported as existing but cannot be read; "
+                        "try again"
+                    ) from None
+        with self._workdir() as work:
+            delta_path = work / "out.delta"
+            if created:
+                self._add_to_cache(sha, source)
+                ref_sha, hit = sha, None
+                self._encode_checked(source, source, delta_path, work, sha)
+            else:
+                assert ref is not None
+                known = parse_metadata(ref_key, ref.metadata or {}).file_sha256
+                with self._reference(ref_key, known if is_sha256(known) else None, work) as entry:
+                    ref_sha, hit = entry.sha256, entry.hit
+                    if not self._encode_checked(entry.path, source, delta_path, work, sha):
+                        return None
+            delta_size = delta_path.stat().st_size
+            if not created and delta_size > limit * size:
+                log.info("%s: delta is %.3f of the file, above %.3f: storing direct",
+                         key, delta_size / size, limit)  # fmt: skip
+                return None
+            meta = delta_metadata(
+                name=name,
+                sha256=sha,
+                size=size,
+                ref_key=ref_key,
+                ref_sha256=ref_sha,
+                delta_size=delta_size,
+                zero_diff=bool(created),
+                mtime=mtime,
+            )
+            stored = keys.delta_key(key)
+            self.storage.upload(stored, delta_path, meta)
+        return PutResult(key, stored, Kind.DELTA, size, delta_size, created, sha, hit)
+
+    def _add_to_cache(self, sha: str, source: Path) -> None:
+        try:
+            self.cache.add(sha, source)
+        except DgError as exc:  # the cache only saves work later; the upload already succeeded
+            log.warning("could not cache the new reference: %s", exc)
+
+    def _encode_checked(
+        self, reference: Path, target: Path, out: Path, work: Path, sha: str
+    ) -> bool:
+        """Encode, then decode once and compare: a delta is kept only if it rebuilds the file."""
+        self.codec.encode(reference, target, out)
+        check = work / "check.out"
+        try:
+            self.codec.decode(reference, out, check)
+            rebuilt, _ = sha256_file(check)
+        except CodecError as exc:
+            log.warning("delta for %s did not decode (%s); storing direct", target.name, exc)
+            return False
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                check.unlink()
+        if rebuilt != sha:
+            log.warning("delta for %s did not rebuild it bit-exact; storing direct", target.name)
+            return False
+        return True
+
+    # ----------------------------------------------------------- reference
+
+    @contextlib.contextmanager
+    def _reference(self, ref_key: str, sha: str | None, work: Path) -> Iterator[_Ref]:
+        """A verified local copy of a reference, through the cache."""
+
+        def fetch(f: BinaryIO) -> None:
+            self.storage.download(ref_key, f)
+
+        if sha is None:
+            # No checksum in its metadata (a plain or foreign object): download and hash it once;
+            # the download itself is then the verified copy.
+            tmp = work / "reference.download"
+            with tmp.open("wb") as f:
+                writer = HashingWriter(f)
+                self.storage.download(ref_key, cast(BinaryIO, writer))
+            self._add_to_cache(writer.hexdigest(), tmp)
+            yield _Ref(tmp, writer.hexdigest(), False)
+            return
+        try:
+            with self.cache.reference(sha, fetch) as entry:
+                yield _Ref(entry.path, sha, entry.hit)
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"{self.url(ref_key)} does not match the SHA-256 its deltas were made against "
+                "(it is corrupt or was replaced); files in this DeltaSpace cannot be rebuilt "
+                f"from it ({exc})"
+            ) from exc
+
+    # ---------------------------------------------------------------- get
+
+    def resolve(self, key: str) -> tuple[ObjectInfo, StoredMeta]:
+        """The stored object behind a logical name: ``key`` itself, else ``key.delta``."""
+        check_key(key)
+        obj = self.storage.head(key)
+        if obj is None and not keys.is_delta(key):
+            obj = self.storage.head(keys.delta_key(key))
+        if obj is None:
+            raise NotFoundError(f"{self.url(key)} does not exist")
+        return obj, parse_metadata(obj.key, obj.metadata or {})
+
+    def get(self, key: str, dest: Path, *, progress: Progress | None = None) -> GetResult:
+        """Rebuild logical ``key`` into ``dest``; ``dest`` appears only when the SHA-256 matches."""
+        obj, meta = self.resolve(key)
+        hit: bool | None = None
+        with atomic_output(dest) as tmp:
+            if meta.kind is Kind.DELTA:
+                hit = self._rebuild(obj, meta, tmp)
+                sha, size = sha256_file(tmp)
+            else:
+                with tmp.open("wb") as f:
+                    writer = HashingWriter(f)
+                    self.storage.download(obj.key, cast(BinaryIO, writer), progress=progress)
+                sha, size = writer.hexdigest(), writer.size
+            self._check_rebuilt(obj, meta, sha, size)
+        return GetResult(keys.logical_key(obj.key), obj.key, meta.kind, size, sha, hit, meta)
+
+    def _check_rebuilt(self, obj: ObjectInfo, meta: StoredMeta, sha: str, size: int) -> None:
+        if meta.kind is Kind.PLAIN:
+            return  # nothing recorded to check against
+        if meta.file_sha256 != sha or (meta.file_size is not None and meta.file_size != size):
+            raise IntegrityError(
+                f"{self.url(obj.key)} rebuilt to {size} bytes with SHA-256 {sha[:12]}…, but its "
+                f"metadata records {meta.file_size} bytes and {str(meta.file_sha256)[:12]}…: "
+                "the stored object is corrupt; no file was written"
+            )
+
+    def reference_key_of(self, obj: ObjectInfo, meta: StoredMeta) -> str:
+        """Where a delta's reference is: dg-ref-path beside it, else the bucket-wide dg-ref-key."""
+        if meta.ref_path:
+            ref_key = posixpath.normpath(posixpath.join(keys.deltaspace_of(obj.key), meta.ref_path))
+        elif meta.ref_key:
+            ref_key = meta.ref_key
+        else:
+            raise IntegrityError(
+                f"{self.url(obj.key)} is a delta without dg-ref-key or dg-ref-path metadata, so "
+                "its reference is unknown; it cannot be rebuilt"
+            )
+        return check_key(ref_key)
+
+    def _rebuild(self, obj: ObjectInfo, meta: StoredMeta, out: Path) -> bool | None:
+        ref_key = self.reference_key_of(obj, meta)
+        if not is_sha256(meta.ref_sha256) or not is_sha256(meta.file_sha256):
+            raise IntegrityError(
+                f"{self.url(obj.key)} lacks a valid dg-ref-sha256 or dg-file-sha256, so its "
+                "rebuild cannot be checked; it was not read"
+            )
+        with self._workdir() as work:
+            delta_path = work / "in.delta"
+            with delta_path.open("wb") as f:
+                self.storage.download(obj.key, f)
+            with self._reference(ref_key, meta.ref_sha256, work) as ref:
+                self.codec.decode(ref.path, delta_path, out)
+                return ref.hit
+
+    def verify(self, key: str) -> GetResult:
+        """Rebuild into scratch space and check the SHA-256; raises IntegrityError on mismatch."""
+        with self._workdir() as work:
+            return self.get(key, work / "verify.out")
+
+    # --------------------------------------------------------------- list
+
+    def list_files(
+        self, prefix: str, *, recursive: bool, details: bool = True
+    ) -> Iterator[Entry | Prefix]:
+        """Logical files under ``prefix`` (internal objects hidden, ``.delta`` stripped)."""
+        raw = list(self.storage.list_objects(prefix, delimiter=None if recursive else "/"))
+        direct = {o.key for o in raw if isinstance(o, ObjectInfo) and not keys.is_delta(o.key)}
+        visible: list[ObjectInfo | Prefix] = []
+        for item in raw:
+            if isinstance(item, Prefix):
+                visible.append(item)
+            elif keys.is_reference(item.key) or item.key.endswith("/"):
+                continue
+            elif keys.is_delta(item.key) and keys.logical_key(item.key) in direct:
+                continue  # shadowed: a direct object of the same name wins, as upstream reads it
+            else:
+                visible.append(item)
+        objects = [item for item in visible if isinstance(item, ObjectInfo)]
+        metas = self._heads(objects) if details else {}
+        for item in visible:
+            if isinstance(item, Prefix):
+                yield item
+                continue
+            meta = metas.get(item.key)
+            yield Entry(keys.logical_key(item.key), item.key, item.size, item, meta)
+
+    def _heads(self, objects: list[ObjectInfo]) -> dict[str, StoredMeta]:
+        def head(obj: ObjectInfo) -> tuple[str, StoredMeta | None]:
+            info = self.storage.head(obj.key)
+            return obj.key, parse_metadata(obj.key, info.metadata or {}) if info else None
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            return {k: m for k, m in pool.map(head, objects) if m is not None}
+
+    # ------------------------------------------------------------- delete
+
+    def delete(self, logical: list[str], *, dryrun: bool = False) -> list[str]:
+        """Delete logical files; a DeltaSpace's reference goes only once no delta needs it.
+
+        Returns the physical keys deleted (or that would be, with ``dryrun``).
+        """
+        physical: list[str] = []
+        for key in logical:
+            obj, _ = self.resolve(key)
+            physical.append(obj.key)
+            if not keys.is_delta(obj.key) and self.storage.head(keys.delta_key(key)):
+                physical.append(keys.delta_key(key))
+        return self.delete_physical(physical, dryrun=dryrun)
+
+    def delete_physical(
+        self, physical: list[str], *, dryrun: bool = False, spaces: set[str] | None = None
+    ) -> list[str]:
+        """Delete stored objects, then the references of ``spaces`` (and of the DeltaSpaces of
+        deleted deltas) that no remaining delta needs."""
+        gone = [k for k in physical if not keys.is_reference(k)]
+        for key in gone:
+            if not dryrun:
+                self.storage.delete(key)
+        affected = set(spaces or ()) | {keys.deltaspace_of(k) for k in gone if keys.is_delta(k)}
+        removed = set(gone)
+        for space in sorted(affected):
+            ref_key = keys.reference_key(space)
+            if self._reference_needed(space, removed) or self.storage.head(ref_key) is None:
+                continue
+            if not dryrun:
+                self.storage.delete(ref_key)
+            gone.append(ref_key)
+        return gone
+
+    def _reference_needed(self, space: str, removed: set[str]) -> bool:
+        prefix = f"{space}/" if space else ""
+        for item in self.storage.list_objects(prefix, delimiter="/"):
+            if isinstance(item, ObjectInfo) and keys.is_delta(item.key) and item.key not in removed:
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class _Ref:
+    path: Path
+    sha256: str
+    hit: bool | None
+
+
+__all__ = ["DeltaStore", "Entry", "GetResult", "PutResult"]

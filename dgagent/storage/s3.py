@@ -1,0 +1,349 @@
+"""A store in an S3 bucket (AWS or any S3-compatible server), through boto3.
+
+Uploads stream from disk: one PutObject below the multipart threshold, else a multipart upload
+whose parts go up in parallel and which is aborted on any failure (no orphan uploads left to bill).
+``create_only`` sends ``If-None-Match: *`` (on PutObject, or on CompleteMultipartUpload), so two
+writers racing to create ``reference.bin`` cannot overwrite each other. Downloads are one GET
+streamed to the caller; a connection that breaks mid-body is resumed with a ranged GET pinned to
+the same ETag.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from dgagent.errors import (
+    AccessDeniedError,
+    DgError,
+    NotFoundError,
+    PreconditionFailedError,
+    StorageError,
+)
+from dgagent.storage.base import ObjectInfo, Prefix, Progress
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+MIB = 1024 * 1024
+MAX_PARTS = 10_000
+CHUNK = MIB
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """How to reach S3; every field may be None to use boto3's own resolution (AWS_* variables)."""
+
+    endpoint_url: str | None = None
+    profile: str | None = None
+    region: str | None = None
+    checksum_when_required: bool = False
+    """Send checksums only when an operation needs them (some S3-compatible servers want this)."""
+    multipart_threshold: int = 64 * MIB
+    part_size: int = 16 * MIB
+    max_attempts: int = 5
+    concurrency: int = 8
+
+
+def make_client(options: S3Options) -> S3Client:
+    """A boto3 S3 client with retries and the checksum setting applied."""
+    extra: dict[str, Any] = {}
+    if options.checksum_when_required:
+        extra["request_checksum_calculation"] = "when_required"
+        extra["response_checksum_validation"] = "when_required"
+    config = Config(
+        retries={"mode": "standard", "max_attempts": options.max_attempts},
+        max_pool_connections=max(10, options.concurrency * 2),
+        connect_timeout=10,
+        read_timeout=60,
+        **extra,
+    )
+    try:
+        session = boto3.Session(profile_name=options.profile, region_name=options.region)
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise AccessDeniedError(
+            f"AWS profile {options.profile!r} is not configured; check ~/.aws/config or drop "
+            "--profile"
+        ) from exc
+    return session.client("s3", endpoint_url=options.endpoint_url, config=config)
+
+
+def translate(exc: Exception, what: str) -> DgError:  # noqa: PLR0911 (a flat table reads best)
+    """Turn a boto3/botocore failure into one sentence a user can act on."""
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return AccessDeniedError(
+            f"no AWS credentials found for {what}: set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or pass --profile"
+        )
+    if isinstance(exc, botocore.exceptions.EndpointConnectionError):
+        return StorageError(f"cannot reach the S3 endpoint for {what}: check --endpoint-url")
+    if isinstance(exc, botocore.exceptions.ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code == "NoSuchBucket":
+            return NotFoundError(
+                f"bucket of {what} does not exist: create it or check the name and --endpoint-url"
+            )
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return NotFoundError(f"{what} does not exist")
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict") or status == 412:
+            return PreconditionFailedError(f"{what} already exists")
+        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
+            return AccessDeniedError(
+                f"access denied to {what} ({code}): check the credentials and the bucket policy"
+            )
+        return StorageError(f"S3 refused {what}: {code} {err.get('Message', '')}".strip())
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return StorageError(f"S3 request for {what} failed: {exc}")
+    return StorageError(f"S3 request for {what} failed: {exc}")
+
+
+S3_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+
+
+class S3Storage:
+    """Objects in one bucket."""
+
+    supports_create_only = True
+
+    def __init__(self, bucket: str, options: S3Options | None = None, client: Any = None) -> None:
+        self.bucket = bucket
+        self.options = options or S3Options()
+        self.client: S3Client = client or make_client(self.options)
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}"
+
+    def _what(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            r = self.client.head_object(Bucket=self.bucket, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise translate(exc, self._what(key)) from exc
+        except S3_ERRORS as exc:
+            raise translate(exc, self._what(key)) from exc
+        return ObjectInfo(
+            key=key,
+            size=int(r["ContentLength"]),
+            etag=r["ETag"],
+            last_modified=r["LastModified"],
+            metadata=dict(r.get("Metadata", {})),
+        )
+
+    def list_objects(
+        self, prefix: str, *, delimiter: str | None = None
+    ) -> Iterator[ObjectInfo | Prefix]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        try:
+            for page in paginator.paginate(**kwargs):
+                items: list[ObjectInfo | Prefix] = [
+                    ObjectInfo(
+                        key=o["Key"],
+                        size=int(o["Size"]),
+                        etag=o["ETag"],
+                        last_modified=o["LastModified"],
+                    )
+                    for o in page.get("Contents", [])
+                ]
+                items.extend(Prefix(p["Prefix"]) for p in page.get("CommonPrefixes", []))
+                yield from sorted(items, key=lambda item: item.key)
+        except S3_ERRORS as exc:
+            raise translate(exc, self._what(prefix)) from exc
+
+    def download(self, key: str, dest: BinaryIO, *, progress: Progress | None = None) -> ObjectInfo:
+        written = 0
+        etag: str | None = None
+        info: ObjectInfo | None = None
+        for attempt in range(self.options.max_attempts):
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+            if etag is not None:
+                kwargs.update(IfMatch=etag, Range=f"bytes={written}-")
+            try:
+                r = self.client.get_object(**kwargs)
+                if info is None:
+                    etag = r["ETag"]
+                    info = ObjectInfo(
+                        key=key,
+                        size=int(r["ContentLength"]),
+                        etag=r["ETag"],
+                        last_modified=r["LastModified"],
+                        metadata=dict(r.get("Metadata", {})),
+                    )
+                for chunk in r["Body"].iter_chunks(CHUNK):
+                    dest.write(chunk)
+                    written += len(chunk)
+                    if progress:
+                        progress(len(chunk))
+                return info
+            except (
+                botocore.exceptions.ReadTimeoutError,
+                botocore.exceptions.ResponseStreamingError,
+                botocore.exceptions.ConnectionClosedError,
+            ) as exc:
+                if attempt + 1 >= self.options.max_attempts or info is None:
+                    raise translate(exc, self._what(key)) from exc
+            except S3_ERRORS as exc:
+                raise translate(exc, self._what(key)) from exc
+        raise StorageError(f"download of {self._what(key)} kept failing; try again later")
+
+    def upload(
+        self,
+        key: str,
+        source: Path,
+        metadata: Mapping[str, str],
+        *,
+        create_only: bool = False,
+        progress: Progress | None = None,
+    ) -> None:
+        try:
+            size = source.stat().st_size
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"cannot upload {source}: it does not exist") from exc
+        extra: dict[str, Any] = {
+            "Metadata": dict(metadata),
+            "ContentType": "application/octet-stream",
+        }
+        if create_only:
+            extra["IfNoneMatch"] = "*"
+        try:
+            if size < self.options.multipart_threshold:
+                with source.open("rb") as body:
+                    self.client.put_object(
+                        Bucket=self.bucket,
+                        Key=key,
+                        Body=cast(BinaryIO, _Reader(body, progress)),
+                        **extra,
+                    )
+            else:
+                self._multipart(key, source, size, extra, progress)
+        except S3_ERRORS as exc:
+            raise translate(exc, self._what(key)) from exc
+
+    def _multipart(
+        self, key: str, source: Path, size: int, extra: dict[str, Any], progress: Progress | None
+    ) -> None:
+        part = max(self.options.part_size, 5 * MIB, math.ceil(size / MAX_PARTS))
+        count = math.ceil(size / part)
+        condition = {"IfNoneMatch": extra.pop("IfNoneMatch")} if "IfNoneMatch" in extra else {}
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)[
+            "UploadId"
+        ]
+        lock = threading.Lock()
+
+        def send(number: int) -> CompletedPartTypeDef:
+            offset = (number - 1) * part
+            length = min(part, size - offset)
+            with source.open("rb") as f:
+                f.seek(offset)
+                body = _Slice(f, length, progress, lock)
+                r = self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=cast(BinaryIO, body),
+                    ContentLength=length,
+                )
+            return {"PartNumber": number, "ETag": r["ETag"]}
+
+        try:
+            with ThreadPoolExecutor(max_workers=self.options.concurrency) as pool:
+                parts = list(pool.map(send, range(1, count + 1)))
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                **condition,
+            )
+        except BaseException:
+            with contextlib.suppress(*S3_ERRORS):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except S3_ERRORS as exc:
+            raise translate(exc, self._what(key)) from exc
+
+
+def list_buckets(options: S3Options) -> list[str]:
+    """Names of the buckets the credentials can see."""
+    client = make_client(options)
+    try:
+        return [b["Name"] for b in client.list_buckets().get("Buckets", [])]
+    except S3_ERRORS as exc:
+        raise translate(exc, "the bucket list") from exc
+
+
+class _Reader:
+    """A file wrapper that reports bytes read, and can rewind when botocore retries."""
+
+    def __init__(self, f: BinaryIO, progress: Progress | None) -> None:
+        self._f = f
+        self._progress = progress
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        if self._progress and data:
+            self._progress(len(data))
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+
+class _Slice(_Reader):
+    """One part of a file for upload_part: reads stop at the part's end."""
+
+    def __init__(
+        self, f: BinaryIO, length: int, progress: Progress | None, lock: threading.Lock
+    ) -> None:
+        super().__init__(f, None)
+        self._start = f.tell()
+        self._end = self._start + length
+        self._report = progress
+        self._lock = lock
+
+    def read(self, n: int = -1) -> bytes:
+        left = self._end - self._f.tell()
+        data = self._f.read(left if n < 0 else min(n, left)) if left > 0 else b""
+        if self._report and data:
+            with self._lock:
+                self._report(len(data))
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET:
+            return self._f.seek(self._start + offset) - self._start
+        if whence == os.SEEK_END:
+            return self._f.seek(self._end + offset) - self._start
+        return self._f.seek(offset, whence) - self._start
+
+    def tell(self) -> int:
+        return self._f.tell() - self._start
