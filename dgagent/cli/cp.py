@@ -70,8 +70,11 @@ def _download(args: argparse.Namespace, session: Session, filters: Filters) -> O
     if args.recursive:
         prefix = folder_prefix(src.key)
         root = Path(args.dst)
-        entries = [e for e in store.list_files(prefix, recursive=True, details=False)
-                   if isinstance(e, Entry)]  # fmt: skip
+        entries = [
+            e
+            for e in store.list_files(prefix, recursive=True, details=False)
+            if isinstance(e, Entry)
+        ]
         jobs: list[Download] = []
         errors: list[str] = []
         for entry in entries:

@@ -50,7 +50,9 @@ def run_ls(args: argparse.Namespace, session: Session) -> int:
             }
         )
         return 0
+    # Names are shown relative to the listed folder (full keys of a file:// store are long).
     base = location.key.rpartition("/")[0]
+    cut = len(base) + 1 if base else 0
     exact = not args.human_readable
 
     def size(n: float | None) -> str:
@@ -58,17 +60,21 @@ def run_ls(args: argparse.Namespace, session: Session) -> int:
 
     for row in rows:
         if isinstance(row, Prefix):
-            print(f"{'PRE':>44} {row.key[len(base) + 1 if base else 0 :]}")
+            print(f"{'PRE':>44} {row.key[cut:]}")
             continue
-        shown = row.key if args.recursive else row.key[len(base) + 1 if base else 0 :]
+        shown = row.key[cut:]
         ratio = percent(row.stored_size, row.original_size) if row.original_size else "-"
-        print(f"{when(row.info.last_modified)} {size(row.original_size):>10} "
-              f"{size(row.stored_size):>10} {ratio:>6} {shown}")  # fmt: skip
+        print(
+            f"{when(row.info.last_modified)} {size(row.original_size):>10} "
+            f"{size(row.stored_size):>10} {ratio:>6} {shown}"
+        )
     if args.summarize:
         original = sum(e.original_size or 0 for e in entries)
         stored = sum(e.stored_size for e in entries)
-        print(f"\nTotal Objects: {len(entries)}\n   Total Size: {size(original)}"
-              f"\n  Stored Size: {size(stored)} (references not included)")  # fmt: skip
+        print(
+            f"\nTotal Objects: {len(entries)}\n   Total Size: {size(original)}"
+            f"\n  Stored Size: {size(stored)} (references not included)"
+        )
     return 0
 
 
@@ -115,6 +121,7 @@ def gather_stats(session: Session, url: str) -> dict[str, SpaceTotals]:
 
 def run_stats(args: argparse.Namespace, session: Session) -> int:
     spaces = gather_stats(session, args.url)
+    cut = len(folder_prefix(session.location(args.url).key))
     total = SpaceTotals()
     for space in spaces.values():
         total.files += space.files
@@ -122,14 +129,22 @@ def run_stats(args: argparse.Namespace, session: Session) -> int:
         total.stored += space.stored
         total.reference += space.reference
     if args.json:
-        print_json({"url": args.url, "total": total.record("*"),
-                    "deltaspaces": [s.record(n) for n, s in spaces.items()]})  # fmt: skip
+        print_json(
+            {
+                "url": args.url,
+                "total": total.record("*"),
+                "deltaspaces": [s.record(n) for n, s in spaces.items()],
+            }
+        )
         return 0
     print(f"{'DeltaSpace':<40} {'files':>6} {'original':>11} {'stored':>11} {'saved':>7}")
-    for name, space in [*spaces.items(), ("TOTAL", total)]:
+    rows = [(name[cut:] or ".", space) for name, space in spaces.items()]
+    for name, space in [*rows, ("TOTAL", total)]:
         stored = space.stored + space.reference
-        print(f"{(name or '(root)'):<40} {space.files:>6} {human(space.original):>11} "
-              f"{human(stored):>11} {percent(space.saved, space.original):>7}")  # fmt: skip
+        print(
+            f"{name:<40} {space.files:>6} {human(space.original):>11} "
+            f"{human(stored):>11} {percent(space.saved, space.original):>7}"
+        )
     return 0
 
 

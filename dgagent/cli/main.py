@@ -51,10 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     for p in parsers:
         add_store_options(p)
     for p in (sub.choices["cp"], sub.choices["sync"]):
-        p.add_argument("--exclude", action=_Filter, dest="exclude", metavar="PATTERN",
-                       help="skip paths matching PATTERN (repeatable)")  # fmt: skip
-        p.add_argument("--include", action=_Filter, dest="include", metavar="PATTERN",
-                       help="keep paths matching PATTERN despite an earlier --exclude")  # fmt: skip
+        p.add_argument(
+            "--exclude",
+            action=_Filter,
+            dest="exclude",
+            metavar="PATTERN",
+            help="skip paths matching PATTERN (repeatable)",
+        )
+        p.add_argument(
+            "--include",
+            action=_Filter,
+            dest="include",
+            metavar="PATTERN",
+            help="keep paths matching PATTERN despite an earlier --exclude",
+        )
     return parser
 
 

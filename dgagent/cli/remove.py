@@ -39,8 +39,11 @@ def run_verify(args: argparse.Namespace, session: Session) -> int:
     store = session.store(location)
     if args.recursive or location.is_folder:
         prefix = folder_prefix(location.key)
-        names = [e.key for e in store.list_files(prefix, recursive=True, details=False)
-                 if isinstance(e, Entry)]  # fmt: skip
+        names = [
+            e.key
+            for e in store.list_files(prefix, recursive=True, details=False)
+            if isinstance(e, Entry)
+        ]
     else:
         names = [location.key]
     results: list[dict[str, Any]] = []
@@ -53,8 +56,16 @@ def run_verify(args: argparse.Namespace, session: Session) -> int:
             results.append({"url": store.url(name), "valid": False, "error": str(exc)})
             continue
         checked = got.meta.file_sha256 is not None
-        results.append({"url": store.url(got.key), "valid": True, "kind": got.kind.value,
-                        "size": got.size, "sha256": got.sha256, "checked": checked})  # fmt: skip
+        results.append(
+            {
+                "url": store.url(got.key),
+                "valid": True,
+                "kind": got.kind.value,
+                "size": got.size,
+                "sha256": got.sha256,
+                "checked": checked,
+            }
+        )
         if not args.json:
             note = "" if checked else " (plain object: no checksum recorded to compare)"
             print(f"ok  {got.sha256}  {store.url(got.key)}{note}")

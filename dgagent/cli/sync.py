@@ -98,8 +98,15 @@ def _to_store(args: argparse.Namespace, session: Session, filters: Filters, quie
     ]
     progress = Progress(len(jobs), enabled=False if quiet else None)
     try:
-        outcome = upload_all(store, jobs, delta=not args.no_delta, max_ratio=args.max_ratio,
-                             progress=progress, quiet=quiet, dryrun=args.dryrun)  # fmt: skip
+        outcome = upload_all(
+            store,
+            jobs,
+            delta=not args.no_delta,
+            max_ratio=args.max_ratio,
+            progress=progress,
+            quiet=quiet,
+            dryrun=args.dryrun,
+        )
     finally:
         progress.clear()
     if args.delete:

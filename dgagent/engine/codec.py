@@ -3,7 +3,11 @@
 Encoding always passes ``-D -R``: without them xdelta3 decompresses gzip/bzip2/xz inputs and
 recompresses on decode, which does not reproduce the bytes (upstream's data loss). ``-B`` widens the
 source window to the reference size (within a memory budget), or the ratio collapses past 64 MiB.
-Decoding passes no ``-D`` so that legacy deltas made with external compression still decode.
+Decoding passes no ``-D`` first, exactly as DeltaGlider 6.x does, so legacy deltas made with
+external compression still decode; a delta that fails that way is retried with ``-D`` (the proxy's
+way). Plain decoding sniffs the *reference*: one that starts like gzip, bzip2, xz or compress data
+is decompressed first, so no ``-D`` delta against it can be read by upstream. ``looks_compressed``
+lets the store avoid that case (it stores such files direct instead).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from pathlib import Path
 
 from dgagent.errors import CodecError, ToolMissingError
 
+# Magic numbers xdelta3 sniffs to decide on external decompression (gzip, compress, bzip2, xz).
+COMPRESSED_MAGIC = (b"\x1f\x8b", b"\x1f\x9d", b"BZh", b"\xfd7zXZ\x00")
 MIN_WINDOW = 512 * 1024
 MAX_WINDOW = 2 * 1024**3
 INSTALL_HINT = "install it (Debian/Ubuntu: apt-get install xdelta3; macOS: brew install xdelta)"
@@ -45,9 +51,20 @@ class Xdelta3:
         argv = [self.binary, "-e", f"-{self.level}", "-D", "-R", "-f", "-B", str(window)]
         self._run([*argv, "-s", str(reference), str(target), str(out)], "encode", target)
 
-    def decode(self, reference: Path, delta: Path, out: Path) -> None:
-        self._run([self.binary, "-d", "-f", "-s", str(reference), str(delta), str(out)],
-                  "decode", delta)  # fmt: skip
+    def decode(self, reference: Path, delta: Path, out: Path, *, raw: bool = False) -> None:
+        """Decode as DeltaGlider 6.x does, or with ``raw`` (``-D``) as the proxy does."""
+        flags = ["-D"] if raw else []
+        argv = [self.binary, "-d", *flags, "-f", "-s", str(reference), str(delta), str(out)]
+        self._run(argv, "decode", delta)
+
+    def rebuild(self, reference: Path, delta: Path, out: Path) -> None:
+        """Decode a delta of any provenance: upstream's way first, then with ``-D``."""
+        try:
+            self.decode(reference, delta, out)
+        except CodecError:
+            if not looks_compressed(reference):
+                raise
+            self.decode(reference, delta, out, raw=True)
 
     def _run(self, argv: list[str], verb: str, subject: Path) -> None:
         try:
@@ -55,11 +72,23 @@ class Xdelta3:
         except FileNotFoundError as exc:
             raise ToolMissingError(f"xdelta3 could not be started: {INSTALL_HINT}") from exc
         if done.returncode != 0:
-            detail = done.stderr.decode(errors="replace").strip().splitlines()
-            last = detail[-1] if detail else f"exit code {done.returncode}"
+            # xdelta3 ends with generic hints ("please verify the source file"); the cause is the
+            # first line that is not one of them.
+            lines = done.stderr.decode(errors="replace").strip().splitlines()
+            causes = [ln for ln in lines if "normally this" not in ln and "please verify" not in ln]
+            last = (causes or lines or [f"exit code {done.returncode}"])[-1].strip()
             if "No space left" in last:
                 raise CodecError(f"xdelta3 could not {verb} {subject.name}: the disk is full")
+            if verb == "encode":
+                raise CodecError(f"xdelta3 could not encode {subject.name} ({last})")
             raise CodecError(
-                f"xdelta3 could not {verb} {subject.name} ({last}); the delta or its reference "
+                f"xdelta3 could not decode {subject.name} ({last}); the delta or its reference "
                 "is damaged or was made against a different reference"
             )
+
+
+def looks_compressed(path: Path) -> bool:
+    """Whether xdelta3 without ``-D`` would treat this file as compressed and unpack it."""
+    with path.open("rb") as f:
+        head = f.read(6)
+    return head.startswith(COMPRESSED_MAGIC)

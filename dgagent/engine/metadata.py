@@ -46,6 +46,10 @@ def ascii_value(text: str) -> str:
     return quote(text, safe=_SAFE)
 
 
+def _printable_ascii(text: str) -> bool:
+    return all(0x20 <= ord(c) < 0x7F for c in text)
+
+
 def now_iso() -> str:
     """UTC ISO-8601 with a trailing Z, as upstream writes ``dg-created-at``."""
     return datetime.now(UTC).replace(tzinfo=None).isoformat() + "Z"
@@ -89,7 +93,7 @@ def delta_metadata(
     meta = _common(name, sha256, size, mtime)
     meta.update(
         {
-            "dg-ref-key": ascii_value(ref_key),
+            "dg-ref-key": ref_key if _printable_ascii(ref_key) else ascii_value(ref_key),
             "dg-ref-path": REFERENCE_NAME,
             "dg-ref-sha256": ref_sha256,
             "dg-delta-size": str(delta_size),
@@ -167,16 +171,19 @@ def parse_metadata(key: str, meta: Mapping[str, str]) -> StoredMeta:
         mtime = float(mtime_text) if mtime_text else None
     except ValueError:
         mtime = None
-    ref_key = _field(lower, "ref-key")
+    tool = _field(lower, "tool")
+    # Only our own names are percent-encoded; other writers' values are taken literally. The
+    # ref-key is always literal: upstream follows it as a key, and we write it raw when ASCII.
+    ours = (tool or "").startswith("dg-agent/")
     return StoredMeta(
         kind=kind,
-        original_name=unquote(name) if name else None,
+        original_name=(unquote(name) if ours else name) if name else None,
         file_sha256=sha,
         file_size=_int(_field(lower, "file-size")),
-        ref_key=unquote(ref_key) if ref_key else None,
+        ref_key=_field(lower, "ref-key"),
         ref_path=lower.get("dg-ref-path"),
         ref_sha256=(_field(lower, "ref-sha256") or "").lower() or None,
-        tool=_field(lower, "tool"),
+        tool=tool,
         note=note,
         mtime=mtime,
     )

@@ -22,7 +22,7 @@ from typing import BinaryIO, cast
 
 from dgagent.engine import keys
 from dgagent.engine.cache import ReferenceCache
-from dgagent.engine.codec import Xdelta3
+from dgagent.engine.codec import Xdelta3, looks_compressed
 from dgagent.engine.metadata import (
     Kind,
     StoredMeta,
@@ -214,6 +214,9 @@ class DeltaStore:
         ref = self.storage.head(ref_key)
         created = 0
         if ref is None:
+            if looks_compressed(source):
+                log.info("%s is gzip/bzip2/xz data: not made a reference, stored direct", key)
+                return None
             try:
                 ref_meta = reference_metadata(name, sha, size)
                 self.storage.upload(ref_key, source, ref_meta, create_only=True, progress=progress)
@@ -237,12 +240,24 @@ class DeltaStore:
                 known = parse_metadata(ref_key, ref.metadata or {}).file_sha256
                 with self._reference(ref_key, known if is_sha256(known) else None, work) as entry:
                     ref_sha, hit = entry.sha256, entry.hit
+                    if looks_compressed(entry.path):
+                        log.info(
+                            "%s is gzip/bzip2/xz data that DeltaGlider would unpack before "
+                            "decoding; storing %s direct",
+                            ref_key,
+                            key,
+                        )
+                        return None
                     if not self._encode_checked(entry.path, source, delta_path, work, sha):
                         return None
             delta_size = delta_path.stat().st_size
             if not created and delta_size > limit * size:
-                log.info("%s: delta is %.3f of the file, above %.3f: storing direct",
-                         key, delta_size / size, limit)  # fmt: skip
+                log.info(
+                    "%s: delta is %.3f of the file, above %.3f: storing direct",
+                    key,
+                    delta_size / size,
+                    limit,
+                )
                 return None
             meta = delta_metadata(
                 name=name,
@@ -267,7 +282,10 @@ class DeltaStore:
     def _encode_checked(
         self, reference: Path, target: Path, out: Path, work: Path, sha: str
     ) -> bool:
-        """Encode, then decode once and compare: a delta is kept only if it rebuilds the file."""
+        """Encode, then decode once and compare: a delta is kept only if it rebuilds the file.
+
+        The check decodes exactly as DeltaGlider 6.x does, so what passes is readable by it too.
+        """
         self.codec.encode(reference, target, out)
         check = work / "check.out"
         try:
@@ -376,7 +394,10 @@ class DeltaStore:
             with delta_path.open("wb") as f:
                 self.storage.download(obj.key, f)
             with self._reference(ref_key, meta.ref_sha256, work) as ref:
-                self.codec.decode(ref.path, delta_path, out)
+                try:
+                    self.codec.rebuild(ref.path, delta_path, out)
+                except CodecError as exc:
+                    raise CodecError(f"{self.url(obj.key)}: {exc}") from exc
                 return ref.hit
 
     def verify(self, key: str) -> GetResult:
