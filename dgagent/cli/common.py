@@ -88,7 +88,8 @@ def when(moment: datetime) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def print_json(doc: Any, out: TextIO = sys.stdout) -> None:
+def print_json(doc: Any, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     json.dump(doc, out, indent=2, sort_keys=True, default=str)
     out.write("\n")
 

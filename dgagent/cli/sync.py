@@ -77,7 +77,7 @@ def run(args: argparse.Namespace, session: Session) -> int:
         outcome = _to_local(args, session, filters, quiet)
     if args.json:
         print_json({"files": outcome.done, "errors": outcome.errors})
-    elif not outcome.done and not outcome.errors and not args.quiet:
+    elif not outcome.done and not outcome.errors and not args.quiet:  # dryrun plans count too
         print("up to date: nothing to transfer")
     return 1 if report_errors(outcome.errors) else 0
 
@@ -135,7 +135,13 @@ def _to_local(args: argparse.Namespace, session: Session, filters: Filters, quie
     store = session.store(location)
     prefix = folder_prefix(location.key)
     root = Path(args.dst)
-    root.mkdir(parents=True, exist_ok=True)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{root} is a file; sync writes into a folder")
+    if not args.dryrun:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NotFoundError(f"cannot create {root}: {exc.strerror or exc}") from exc
     remote = scan_remote(store, prefix, filters)
     local = scan_local(root, filters)
     jobs: list[Download] = []
@@ -154,19 +160,30 @@ def _to_local(args: argparse.Namespace, session: Session, filters: Filters, quie
         progress.clear()
     outcome.errors[:0] = errors
     if args.delete:
-        for rel, f in local.items():
-            if rel in remote:
-                continue
-            if not args.dryrun:
-                try:
-                    os.unlink(f.path)
-                except OSError as exc:
-                    outcome.errors.append(f"cannot delete {f.path}: {exc.strerror or exc}")
-                    continue
-            if not quiet:
-                print(f"{'(dryrun) ' if args.dryrun else ''}delete: {f.path}")
-            outcome.done.append({"operation": "delete", "path": str(f.path)})
+        _delete_local_extras(local, remote, outcome, dryrun=args.dryrun, quiet=quiet)
     return outcome
+
+
+def _delete_local_extras(
+    local: dict[str, LocalFile],
+    remote: dict[str, Entry],
+    outcome: Outcome,
+    *,
+    dryrun: bool,
+    quiet: bool,
+) -> None:
+    for rel, f in local.items():
+        if rel in remote:
+            continue
+        if not dryrun:
+            try:
+                os.unlink(f.path)
+            except OSError as exc:
+                outcome.errors.append(f"cannot delete {f.path}: {exc.strerror or exc}")
+                continue
+        if not quiet:
+            print(f"{'(dryrun) ' if dryrun else ''}delete: {f.path}")
+        outcome.done.append({"operation": "delete", "path": str(f.path)})
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:

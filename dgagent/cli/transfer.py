@@ -87,7 +87,16 @@ def upload_all(
 
     def one(job: Upload) -> None:
         if dryrun:
-            progress.say(f"(dryrun) upload: {job.source} to {store.url(job.key)}")
+            if not quiet:
+                progress.say(f"(dryrun) upload: {job.source} to {store.url(job.key)}")
+            outcome.done.append(
+                {
+                    "operation": "upload",
+                    "dryrun": True,
+                    "source": str(job.source),
+                    "url": store.url(job.key),
+                }
+            )
             return
         progress.start(job.source.name)
         try:
@@ -96,6 +105,9 @@ def upload_all(
             )
         except DgError as exc:
             outcome.errors.append(str(exc))
+            return
+        except OSError as exc:
+            outcome.errors.append(f"cannot read {job.source}: {exc.strerror or exc}")
             return
         finally:
             progress.finish_one()
@@ -141,7 +153,16 @@ def download_all(
 
     def one(job: Download) -> None:
         if dryrun:
-            progress.say(f"(dryrun) download: {store.url(job.key)} to {job.dest}")
+            if not quiet:
+                progress.say(f"(dryrun) download: {store.url(job.key)} to {job.dest}")
+            outcome.done.append(
+                {
+                    "operation": "download",
+                    "dryrun": True,
+                    "url": store.url(job.key),
+                    "dest": str(job.dest),
+                }
+            )
             return
         progress.start(job.dest.name)
         try:

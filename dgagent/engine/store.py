@@ -38,6 +38,7 @@ from dgagent.errors import (
     IntegrityError,
     NotFoundError,
     PreconditionFailedError,
+    ReservedNameError,
     StorageError,
 )
 from dgagent.fileio import HashingWriter, atomic_output, sha256_file
@@ -208,19 +209,55 @@ class DeltaStore:
         limit: float,
         progress: Progress | None,
     ) -> PutResult | None:
-        deltaspace = keys.deltaspace_of(key)
-        ref_key = keys.reference_key(deltaspace)
+        """Store ``source`` as a delta, or return None when it should be stored direct."""
+        ref_key = keys.reference_key(keys.deltaspace_of(key))
         name = posixpath.basename(key)
+        with self._workdir() as work, self._delta_base(source, key, sha, size, work) as base:
+            if base is None:
+                return None
+            created = size if base.created else 0
+            delta_path = work / "out.delta"
+            if not self._encode_checked(base.path, source, delta_path, work, sha):
+                return None
+            delta_size = delta_path.stat().st_size
+            if not created and delta_size > limit * size:
+                log.info("%s: delta is %.3f of the file, above %.3f: storing direct",
+                         key, delta_size / size, limit)  # fmt: skip
+                return None
+            meta = delta_metadata(
+                name=name,
+                sha256=sha,
+                size=size,
+                ref_key=ref_key,
+                ref_sha256=base.sha256,
+                delta_size=delta_size,
+                zero_diff=base.created,
+                mtime=mtime,
+            )
+            stored = keys.delta_key(key)
+            self.storage.upload(stored, delta_path, meta)
+            if not self._reference_still_there(ref_key, base):
+                self.storage.delete(stored)
+                return None
+        return PutResult(key, stored, Kind.DELTA, size, delta_size, created, sha, base.hit)
+
+    @contextlib.contextmanager
+    def _delta_base(
+        self, source: Path, key: str, sha: str, size: int, work: Path
+    ) -> Iterator[_Ref | None]:
+        """The reference to diff against: created from ``source`` when the DeltaSpace has none
+        (conditionally, so a racing writer's reference wins), else the existing one. None when
+        DeltaGlider could not decode deltas against it (gzip-like data)."""
+        ref_key = keys.reference_key(keys.deltaspace_of(key))
         ref = self.storage.head(ref_key)
-        created = 0
         if ref is None:
             if looks_compressed(source):
                 log.info("%s is gzip/bzip2/xz data: not made a reference, stored direct", key)
-                return None
+                yield None
+                return
             try:
-                ref_meta = reference_metadata(name, sha, size)
-                self.storage.upload(ref_key, source, ref_meta, create_only=True, progress=progress)
-                created = size
+                meta = reference_metadata(posixpath.basename(key), sha, size)
+                self.storage.upload(ref_key, source, meta, create_only=True)
             except PreconditionFailedError:
                 log.info("%s was created by another writer; using it", self.url(ref_key))
                 ref = self.storage.head(ref_key)
@@ -229,49 +266,42 @@ class DeltaStore:
                         f"{self.url(ref_key)} was reported as existing but cannot be read; "
                         "try again"
                     ) from None
-        with self._workdir() as work:
-            delta_path = work / "out.delta"
-            if created:
-                self._add_to_cache(sha, source)
-                ref_sha, hit = sha, None
-                self._encode_checked(source, source, delta_path, work, sha)
             else:
-                assert ref is not None
-                known = parse_metadata(ref_key, ref.metadata or {}).file_sha256
-                with self._reference(ref_key, known if is_sha256(known) else None, work) as entry:
-                    ref_sha, hit = entry.sha256, entry.hit
-                    if looks_compressed(entry.path):
-                        log.info(
-                            "%s is gzip/bzip2/xz data that DeltaGlider would unpack before "
-                            "decoding; storing %s direct",
-                            ref_key,
-                            key,
-                        )
-                        return None
-                    if not self._encode_checked(entry.path, source, delta_path, work, sha):
-                        return None
-            delta_size = delta_path.stat().st_size
-            if not created and delta_size > limit * size:
-                log.info(
-                    "%s: delta is %.3f of the file, above %.3f: storing direct",
-                    key,
-                    delta_size / size,
-                    limit,
-                )
-                return None
-            meta = delta_metadata(
-                name=name,
-                sha256=sha,
-                size=size,
-                ref_key=ref_key,
-                ref_sha256=ref_sha,
-                delta_size=delta_size,
-                zero_diff=bool(created),
-                mtime=mtime,
+                self._add_to_cache(sha, source)
+                yield _Ref(source, sha, None, created=True)
+                return
+        known = parse_metadata(ref_key, ref.metadata or {}).file_sha256
+        with self._reference(ref_key, known if is_sha256(known) else None, work) as entry:
+            if looks_compressed(entry.path):
+                log.info("%s is gzip/bzip2/xz data that DeltaGlider would unpack before "
+                         "decoding; storing %s direct", ref_key, key)  # fmt: skip
+                yield None
+            else:
+                yield entry
+
+    def _reference_still_there(self, ref_key: str, base: _Ref) -> bool:
+        """After a delta upload: its reference must still be the one it was made against.
+
+        Another machine may have deleted the DeltaSpace's last delta, and with it the reference,
+        while this delta was being made. Put the reference back from our verified copy; if a
+        different reference took its place meanwhile, this delta is useless (caller goes direct).
+        """
+        now = self.storage.head(ref_key)
+        if now is None:
+            log.warning("%s vanished while a delta was stored against it; restoring it",
+                        self.url(ref_key))  # fmt: skip
+            meta = reference_metadata(
+                posixpath.basename(ref_key), base.sha256, base.path.stat().st_size
             )
-            stored = keys.delta_key(key)
-            self.storage.upload(stored, delta_path, meta)
-        return PutResult(key, stored, Kind.DELTA, size, delta_size, created, sha, hit)
+            try:
+                self.storage.upload(ref_key, base.path, meta, create_only=True)
+                return True
+            except PreconditionFailedError:
+                now = self.storage.head(ref_key)
+                if now is None:
+                    return False
+        recorded = parse_metadata(ref_key, now.metadata or {}).file_sha256
+        return recorded is None or recorded == base.sha256
 
     def _add_to_cache(self, sha: str, source: Path) -> None:
         try:
@@ -305,31 +335,34 @@ class DeltaStore:
     # ----------------------------------------------------------- reference
 
     @contextlib.contextmanager
-    def _reference(self, ref_key: str, sha: str | None, work: Path) -> Iterator[_Ref]:
-        """A verified local copy of a reference, through the cache."""
-
-        def fetch(f: BinaryIO) -> None:
-            self.storage.download(ref_key, f)
-
-        if sha is None:
-            # No checksum in its metadata (a plain or foreign object): download and hash it once;
-            # the download itself is then the verified copy.
+    def _reference(
+        self, ref_key: str, sha: str | None, work: Path, *, fresh: bool = False
+    ) -> Iterator[_Ref]:
+        """A verified local copy of a reference: from the cache, or with ``fresh`` (or when no
+        checksum is known, as for a plain object) downloaded now and hashed."""
+        mismatch = IntegrityError(
+            f"{self.url(ref_key)} does not match the SHA-256 its deltas were made against (it is "
+            "corrupt or was replaced); files in this DeltaSpace cannot be rebuilt from it"
+        )
+        if sha is None or fresh:
             tmp = work / "reference.download"
             with tmp.open("wb") as f:
                 writer = HashingWriter(f)
                 self.storage.download(ref_key, cast(BinaryIO, writer))
+            if sha is not None and writer.hexdigest() != sha:
+                raise mismatch
             self._add_to_cache(writer.hexdigest(), tmp)
-            yield _Ref(tmp, writer.hexdigest(), False)
+            yield _Ref(tmp, writer.hexdigest(), None if fresh else False)
             return
+
+        def fetch(f: BinaryIO) -> None:
+            self.storage.download(ref_key, f)
+
         try:
             with self.cache.reference(sha, fetch) as entry:
                 yield _Ref(entry.path, sha, entry.hit)
         except IntegrityError as exc:
-            raise IntegrityError(
-                f"{self.url(ref_key)} does not match the SHA-256 its deltas were made against "
-                "(it is corrupt or was replaced); files in this DeltaSpace cannot be rebuilt "
-                f"from it ({exc})"
-            ) from exc
+            raise mismatch from exc
 
     # ---------------------------------------------------------------- get
 
@@ -343,13 +376,18 @@ class DeltaStore:
             raise NotFoundError(f"{self.url(key)} does not exist")
         return obj, parse_metadata(obj.key, obj.metadata or {})
 
-    def get(self, key: str, dest: Path, *, progress: Progress | None = None) -> GetResult:
-        """Rebuild logical ``key`` into ``dest``; ``dest`` appears only when the SHA-256 matches."""
+    def get(
+        self, key: str, dest: Path, *, progress: Progress | None = None, fresh: bool = False
+    ) -> GetResult:
+        """Rebuild logical ``key`` into ``dest``; ``dest`` appears only when the SHA-256 matches.
+
+        ``fresh`` reads the reference from the store instead of the cache (to check the store).
+        """
         obj, meta = self.resolve(key)
         hit: bool | None = None
         with atomic_output(dest) as tmp:
             if meta.kind is Kind.DELTA:
-                hit = self._rebuild(obj, meta, tmp)
+                hit = self._rebuild(obj, meta, tmp, fresh=fresh)
                 sha, size = sha256_file(tmp)
             else:
                 with tmp.open("wb") as f:
@@ -382,7 +420,7 @@ class DeltaStore:
             )
         return check_key(ref_key)
 
-    def _rebuild(self, obj: ObjectInfo, meta: StoredMeta, out: Path) -> bool | None:
+    def _rebuild(self, obj: ObjectInfo, meta: StoredMeta, out: Path, *, fresh: bool) -> bool | None:
         ref_key = self.reference_key_of(obj, meta)
         if not is_sha256(meta.ref_sha256) or not is_sha256(meta.file_sha256):
             raise IntegrityError(
@@ -393,7 +431,7 @@ class DeltaStore:
             delta_path = work / "in.delta"
             with delta_path.open("wb") as f:
                 self.storage.download(obj.key, f)
-            with self._reference(ref_key, meta.ref_sha256, work) as ref:
+            with self._reference(ref_key, meta.ref_sha256, work, fresh=fresh) as ref:
                 try:
                     self.codec.rebuild(ref.path, delta_path, out)
                 except CodecError as exc:
@@ -401,9 +439,10 @@ class DeltaStore:
                 return ref.hit
 
     def verify(self, key: str) -> GetResult:
-        """Rebuild into scratch space and check the SHA-256; raises IntegrityError on mismatch."""
+        """Rebuild from what is stored (the reference too, not the cache) and check the SHA-256;
+        raises IntegrityError on a mismatch."""
         with self._workdir() as work:
-            return self.get(key, work / "verify.out")
+            return self.get(key, work / "verify.out", fresh=True)
 
     # --------------------------------------------------------------- list
 
@@ -448,23 +487,33 @@ class DeltaStore:
         Returns the physical keys deleted (or that would be, with ``dryrun``).
         """
         physical: list[str] = []
+        spaces: set[str] = set()
         for key in logical:
             obj, _ = self.resolve(key)
+            if keys.is_reference(obj.key):
+                space = keys.deltaspace_of(obj.key)
+                if self._reference_needed(space, set()):
+                    raise ReservedNameError(
+                        f"{self.url(obj.key)} is still needed by the deltas of its DeltaSpace; "
+                        "it is deleted with the last of them (or use rm -r on the folder)"
+                    )
+                spaces.add(space)
+                continue
             physical.append(obj.key)
             if not keys.is_delta(obj.key) and self.storage.head(keys.delta_key(key)):
                 physical.append(keys.delta_key(key))
-        return self.delete_physical(physical, dryrun=dryrun)
+        return self.delete_physical(physical, dryrun=dryrun, spaces=spaces)
 
     def delete_physical(
         self, physical: list[str], *, dryrun: bool = False, spaces: set[str] | None = None
     ) -> list[str]:
-        """Delete stored objects, then the references of ``spaces`` (and of the DeltaSpaces of
-        deleted deltas) that no remaining delta needs."""
+        """Delete stored objects, then the references of ``spaces`` and of the DeltaSpaces the
+        objects were in, where no remaining delta needs them."""
         gone = [k for k in physical if not keys.is_reference(k)]
         for key in gone:
             if not dryrun:
                 self.storage.delete(key)
-        affected = set(spaces or ()) | {keys.deltaspace_of(k) for k in gone if keys.is_delta(k)}
+        affected = set(spaces or ()) | {keys.deltaspace_of(k) for k in gone}
         removed = set(gone)
         for space in sorted(affected):
             ref_key = keys.reference_key(space)
@@ -485,9 +534,14 @@ class DeltaStore:
 
 @dataclass(frozen=True)
 class _Ref:
+    """A verified local copy of a DeltaSpace's reference."""
+
     path: Path
     sha256: str
     hit: bool | None
+    """Whether it came from the cache; None when it was not looked up there."""
+    created: bool = False
+    """True when this put created the reference (the file itself)."""
 
 
 __all__ = ["DeltaStore", "Entry", "GetResult", "PutResult"]

@@ -68,5 +68,6 @@ def parse_location(url: str, options: S3Options | None = None) -> Location:
             path = path[len("localhost") :]
         if not path.startswith("/"):
             raise ConfigError(f"{url!r} is not absolute; write it as file:///absolute/path/")
-        return Location(LocalStorage(Path("/")), path.lstrip("/"))
+        folder = path if path.endswith("/") else path.rpartition("/")[0] or "/"
+        return Location(LocalStorage(Path("/"), keep=Path(folder)), path.lstrip("/"))
     raise ConfigError(f"{url!r} is not a store URL; use s3://bucket/prefix/ or file:///path/")

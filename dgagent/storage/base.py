@@ -88,6 +88,13 @@ def check_key(key: str) -> str:
     >>> check_key("releases/app-1.0.zip")
     'releases/app-1.0.zip'
     """
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafePathError(
+            f"refusing name {key.encode('utf-8', 'surrogateescape')!r}: it is not valid UTF-8, "
+            "which object stores require; rename the file"
+        ) from None
     parts = key.split("/")
     if (
         not key

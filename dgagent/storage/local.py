@@ -39,8 +39,10 @@ class LocalStorage:
 
     supports_create_only = True
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, keep: Path | None = None) -> None:
         self.root = root.resolve()
+        self.keep = (keep or self.root).resolve()
+        """A folder the user named: it and its parents are never removed when they empty."""
 
     @property
     def url(self) -> str:
@@ -164,6 +166,11 @@ class LocalStorage:
         progress: Progress | None = None,
     ) -> None:
         path = self._path(key)
+        if path.is_dir():
+            raise StorageError(
+                f"{self.url}/{key} is a folder in the local store; end the URL with '/' to copy "
+                "into it"
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             (path.parent / META_DIR).mkdir(exist_ok=True)
@@ -172,27 +179,41 @@ class LocalStorage:
             raise NotFoundError(f"cannot upload {source}: it does not exist") from exc
         except OSError as exc:
             raise StorageError(f"cannot write {self.url}/{key}: {exc.strerror or exc}") from exc
+        side_tmp: Path | None = None
         try:
             side = {"metadata": dict(metadata), "size": size, "sha256": sha}
             side_tmp = self._write_temp_json(side, path.parent)
-            try:
-                self._commit(tmp, path, create_only=create_only, key=key)
-                os.replace(side_tmp, self._sidecar(path))
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(side_tmp)
+            self._commit(tmp, side_tmp, path, create_only=create_only, key=key)
+        except StorageError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.url}/{key}: {exc.strerror or exc}") from exc
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            for leftover in (tmp, side_tmp):
+                if leftover is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(leftover)
 
-    def _commit(self, tmp: Path, path: Path, *, create_only: bool, key: str) -> None:
+    def _commit(
+        self, tmp: Path, side_tmp: Path, path: Path, *, create_only: bool, key: str
+    ) -> None:
+        """Put data and sidecar in place in the order that keeps a crash between them harmless.
+
+        Replacing: sidecar first, so a crash leaves either no data (nothing to read) or old data
+        whose size or checksum no longer matches (detected), never new bytes read unchecked.
+        Creating only-if-absent: the hard link decides the race first; a crash before the sidecar
+        leaves complete data without metadata, which readers hash for themselves.
+        """
+        sidecar = self._sidecar(path)
         if not create_only:
+            os.replace(side_tmp, sidecar)
             os.replace(tmp, path)
             return
         try:
             os.link(tmp, path)
         except FileExistsError as exc:
             raise PreconditionFailedError(f"{self.url}/{key} already exists") from exc
+        os.replace(side_tmp, sidecar)
 
     @staticmethod
     def _copy_to_temp(
@@ -233,8 +254,8 @@ class LocalStorage:
         self._prune(path.parent)
 
     def _prune(self, folder: Path) -> None:
-        """Remove folders left empty, so listings do not show ghost prefixes."""
-        while folder != self.root and self.root in folder.parents:
+        """Remove folders left empty below the one the user named, so listings show no ghosts."""
+        while folder != self.keep and self.keep in folder.parents:
             with contextlib.suppress(OSError):
                 (folder / META_DIR).rmdir()
             try:

@@ -123,6 +123,7 @@ class S3Storage:
         self.bucket = bucket
         self.options = options or S3Options()
         self.client: S3Client = client or make_client(self.options)
+        self._bucket_seen = False
 
     @property
     def url(self) -> str:
@@ -136,6 +137,7 @@ class S3Storage:
             r = self.client.head_object(Bucket=self.bucket, Key=key)
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                self._check_bucket()
                 return None
             raise translate(exc, self._what(key)) from exc
         except S3_ERRORS as exc:
@@ -147,6 +149,23 @@ class S3Storage:
             last_modified=r["LastModified"],
             metadata=dict(r.get("Metadata", {})),
         )
+
+    def _check_bucket(self) -> None:
+        """A HEAD answers a bare 404 for a missing bucket too; tell the two apart once."""
+        if self._bucket_seen:
+            return
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+                raise NotFoundError(
+                    f"bucket {self.bucket!r} does not exist: create it or check the name and "
+                    "--endpoint-url"
+                ) from exc
+            raise translate(exc, self.url) from exc
+        except S3_ERRORS as exc:
+            raise translate(exc, self.url) from exc
+        self._bucket_seen = True
 
     def list_objects(
         self, prefix: str, *, delimiter: str | None = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,6 @@ from typing import Any
 import boto3
 import pytest
 
-from dgagent.cli import common
 from dgagent.cli.main import main
 from tests.artifacts import source_tree, write_zip
 
@@ -78,12 +76,7 @@ class Cli:
 
     def __call__(self, *argv: str | Path) -> Result:
         self._capsys.readouterr()  # drop anything printed before this run
-        with pytest.MonkeyPatch.context() as patch:
-            # Work around a product bug (see test_errors.py::test_json_follows_redirected_stdout):
-            # print_json binds sys.stdout as a default argument at import time, so capsys
-            # would never see --json output without this.
-            patch.setattr(common.print_json, "__defaults__", (sys.stdout,))
-            rc = main([str(a) for a in argv])
+        rc = main([str(a) for a in argv])
         captured = self._capsys.readouterr()
         return Result(rc, captured.out, captured.err)
 

@@ -62,11 +62,6 @@ def test_unknown_bucket(cli: Cli, s3_endpoint: str, tmp_path: Path, command: str
     assert len(result.error_lines()) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: reading from an unknown bucket blames the object, not the bucket",
-)
 @pytest.mark.parametrize("command", ["cp", "verify", "rm"])
 def test_unknown_bucket_when_reading_one_file(
     cli: Cli, s3_endpoint: str, tmp_path: Path, command: str
@@ -127,11 +122,6 @@ def test_bad_settings(
     assert remote.physical() == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="bug: a non-UTF-8 file name crashes with UnicodeEncodeError (traceback)",
-)
 def test_a_file_name_that_is_not_utf8_fails_cleanly(
     cli: Cli, remote: Remote, tmp_path: Path
 ) -> None:
@@ -145,11 +135,6 @@ def test_a_file_name_that_is_not_utf8_fails_cleanly(
     assert remote.logical() == {"p/ok.txt"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IsADirectoryError,
-    reason="bug: cp to a file:// URL naming an existing folder raises IsADirectoryError",
-)
 def test_cp_onto_an_existing_local_store_folder_fails_cleanly(cli: Cli, tmp_path: Path) -> None:
     store = tmp_path / "store"
     (store / "p").mkdir(parents=True)
@@ -159,11 +144,6 @@ def test_cp_onto_an_existing_local_store_folder_fails_cleanly(cli: Cli, tmp_path
     assert_clean_failure(result, "p")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=json.JSONDecodeError,
-    reason="bug: print_json binds sys.stdout at import, ignoring a redirected stdout",
-)
 def test_json_follows_redirected_stdout(s3_remote: S3Remote) -> None:
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):

@@ -188,9 +188,6 @@ def test_sync_dryrun_changes_nothing(cli: Cli, remote: Remote, tmp_path: Path) -
     assert local_files(dst) == {"extra.txt": sha256_of(dst / "extra.txt")}
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="bug: sync --dryrun store->local creates dest"
-)
 def test_sync_dryrun_down_does_not_create_the_destination(
     cli: Cli, remote: Remote, tmp_path: Path
 ) -> None:
@@ -200,11 +197,6 @@ def test_sync_dryrun_down_does_not_create_the_destination(
     assert not dst.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: sync --dryrun lists transfers, then says 'up to date'; --json lists nothing",
-)
 def test_sync_dryrun_does_not_claim_up_to_date(cli: Cli, remote: Remote, tmp_path: Path) -> None:
     src = tmp_path / "src"
     release(src, 1)
@@ -280,9 +272,6 @@ def test_sync_delete_down_removes_local_extras(cli: Cli, remote: Remote, tmp_pat
     assert remote.logical() == {f"m/{rel}" for rel in local_files(src)}
 
 
-@pytest.mark.xfail(
-    strict=True, raises=FileExistsError, reason="bug: sync into a file: FileExistsError traceback"
-)
 def test_sync_down_into_a_file_fails_cleanly(cli: Cli, remote: Remote, tmp_path: Path) -> None:
     cli.ok("cp", release(tmp_path, 1), remote.url("m/"))
     target = tmp_path / "a-file"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -294,9 +295,7 @@ def test_two_first_uploads_race_and_both_read_back(
             ctx.Process(
                 target=_racer,
                 args=(
-                    kind,
-                    where,
-                    options,
+                    (kind, where, options),
                     str(tmp_path / f"cache{i}"),
                     str(f),
                     f"race{trial}/{f.name}",
@@ -328,3 +327,53 @@ def test_reference_cache_is_shared_between_stores(
     assert second.put(files[1], f"rel/{files[1].name}").cache_hit is True
     assert second.cache.hits == 1 and second.cache.misses == 0
     assert keys.reference_key("rel") == "rel/reference.bin"
+
+
+class _RacingStorage(LocalStorage):
+    """A local store where another machine deletes (or replaces) the reference at the worst time:
+    just after this machine encoded a delta against it, before the delta lands."""
+
+    def __init__(self, root: Path, replacement: Path | None) -> None:
+        super().__init__(root)
+        self.replacement = replacement
+        self.struck = False
+
+    def upload(self, key: str, source: Path, metadata: Mapping[str, str], **kw: Any) -> None:
+        if key.endswith(".delta") and not self.struck and self.head("rel/reference.bin"):
+            self.struck = True
+            self.delete("rel/reference.bin")
+            if self.replacement is not None:
+                other = {"dg-file-sha256": sha(self.replacement), "dg-note": "reference"}
+                super().upload("rel/reference.bin", self.replacement, other)
+        super().upload(key, source, metadata, **kw)
+
+
+@pytest.mark.parametrize("replaced", [False, True])
+def test_a_reference_deleted_during_a_put_never_leaves_an_orphan_delta(
+    tmp_path: Path, settings: EngineSettings, replaced: bool
+) -> None:
+    files = series(tmp_path, ".zip", artifacts.write_zip, 3)
+    plain = DeltaStore(LocalStorage(tmp_path / "store"), settings=settings)
+    plain.put(files[0], f"rel/{files[0].name}")
+    racing = _RacingStorage(tmp_path / "store", files[2] if replaced else None)
+    result = DeltaStore(racing, settings=settings).put(files[1], f"rel/{files[1].name}")
+    assert racing.struck
+    # restored and kept as a delta, or (when another reference took its place) stored direct
+    assert result.kind is (Kind.DIRECT if replaced else Kind.DELTA)
+    out = tmp_path / "back.zip"
+    fresh = DeltaStore(racing, settings=EngineSettings(cache_dir=tmp_path / "other-cache"))
+    fresh.get(f"rel/{files[1].name}", out)
+    assert sha(out) == sha(files[1])
+
+
+def test_rm_of_a_reference_is_refused_while_deltas_need_it(
+    store: DeltaStore, tmp_path: Path
+) -> None:
+    files = series(tmp_path, ".zip", artifacts.write_zip, 2)
+    for f in files:
+        store.put(f, f"rel/{f.name}")
+    with pytest.raises(ReservedNameError, match="still needed"):
+        store.delete(["rel/reference.bin"])
+    assert store.storage.head("rel/reference.bin") is not None
+    store.delete([f"rel/{f.name}" for f in files])
+    assert list(store.storage.list_objects("rel/")) == []
