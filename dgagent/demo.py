@@ -1,22 +1,28 @@
-"""The main job on the embedded default: a release folder synced into a local store.
+"""The main job on the embedded default: the agent keeps a release folder in a local store.
 
-``python -m dgagent.demo [DIR]`` writes five successive versions of a sample release artifact (a
-zip with deflated and stored members, and a tar of the same tree) into ``DIR/releases``, syncs the
-folder into the local store ``DIR/store`` with ``dg-agent sync``, then shows what was stored and
-what it saved, and reads every file back to prove it is bit-exact. No cloud account is needed.
+``python -m dgagent.demo [DIR]`` starts the agent (with private config and state dirs under
+``DIR/xdg``) watching ``DIR/releases`` and storing into the local store ``DIR/store``, writes five
+successive versions of a sample release (a zip with deflated and stored members, and a tar of the
+same tree) into the folder as a build would, waits until the agent has stored them, then shows
+the agent's status, what was stored and saved, and verifies every file. No cloud account needed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
+import os
 import random
 import shutil
 import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
+from dgagent.agent.client import AgentClient, AgentNotRunning
+from dgagent.agent.paths import agent_paths
 from dgagent.cli.main import main as cli
 
 VERSIONS = 5
@@ -62,64 +68,108 @@ def write_tar(path: Path, tree: dict[str, bytes]) -> None:
             t.addfile(info, io.BytesIO(data))
 
 
-def make_releases(folder: Path) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
+def write_version(folder: Path, version: int) -> list[Path]:
+    """One release: a zip, and a tar of the same tree in its own DeltaSpace (each folder has one
+    reference, and a tar diffs poorly against a zip). Written under a temp name and renamed, as
+    build tools do."""
+    tree = sample_tree(version)
     made = []
-    for v in range(VERSIONS):
-        tree = sample_tree(v)
-        # One DeltaSpace per artifact family: each folder has one reference, and a tar diffs
-        # poorly against a zip.
-        for sub, suffix, writer in (("", ".zip", write_zip), ("tarballs/", ".tar", write_tar)):
-            path = folder / f"{sub}app-1.0.{v}{suffix}"
-            path.parent.mkdir(exist_ok=True)
-            writer(path, tree)
-            made.append(path)
-    notes = folder / "RELEASE-NOTES.txt"
-    notes.write_text("".join(f"app 1.0.{v}: fixes\n" for v in range(VERSIONS)))
-    return [*made, notes]
+    for sub, suffix, writer in (("", ".zip", write_zip), ("tarballs/", ".tar", write_tar)):
+        path = folder / f"{sub}app-1.0.{version}{suffix}"
+        path.parent.mkdir(exist_ok=True)
+        partial = path.with_name(path.name + ".part")
+        writer(partial, tree)
+        partial.rename(path)
+        made.append(path)
+    return made
 
 
 def step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
+def demo_environment(work: Path) -> dict[str, str]:
+    """Private config/state/cache/runtime dirs, so the demo agent is not the user's agent."""
+    xdg = work / "xdg"
+    return {
+        "XDG_CONFIG_HOME": str(xdg / "config"),
+        "XDG_STATE_HOME": str(xdg / "state"),
+        "XDG_CACHE_HOME": str(xdg / "cache"),
+        "DG_CACHE_DIR": str(xdg / "cache" / "references"),
+        # Unix socket paths are short (~104 bytes): keep the runtime dir under /tmp.
+        "XDG_RUNTIME_DIR": f"/tmp/dg-agent-demo-{os.getuid()}",  # noqa: S108 (the agent refuses a dir it does not own)
+    }
+
+
+def dg(*argv: str) -> None:
+    print(f"   $ dg-agent {' '.join(argv)}", flush=True)
+    code = cli(list(argv))
+    if code != 0:
+        raise SystemExit(f"demo: 'dg-agent {' '.join(argv)}' failed (exit code {code})")
+
+
+def wait_idle(timeout: float = 120.0) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    streak = 0
+    while time.monotonic() < deadline:
+        with AgentClient(agent_paths().socket) as client:
+            status: dict[str, object] = client.call("status")
+        streak = streak + 1 if status["idle"] else 0
+        if streak >= 2:
+            return status
+        time.sleep(0.3)
+    raise SystemExit("demo: the agent did not finish in time; see dg-agent status")
+
+
 def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dgagent.demo", description=__doc__)
-    parser.add_argument(
-        "dir", nargs="?", default="demo-out", help="work folder (default: demo-out)"
-    )
+    parser.add_argument("dir", nargs="?", default="demo-out", help="work folder")
+    parser.add_argument("--stop", action="store_true", help="stop the demo agent at the end")
     args = parser.parse_args(argv)
     work = Path(args.dir).resolve()
-    releases, store, restored = work / "releases", work / "store", work / "restored"
-    for folder in (releases, store, restored):
+    env = demo_environment(work)
+    os.environ.update(env)
+    releases, store = work / "releases", work / "store"
+    with contextlib.suppress(AgentNotRunning):  # a demo agent left running by an earlier run
+        cli(["stop"])
+    for folder in (releases, store, work / "xdg"):
         shutil.rmtree(folder, ignore_errors=True)
+    releases.mkdir(parents=True)
     store.mkdir(parents=True)
     url = f"file://{store}/releases/"
+    (work / "env.sh").write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
 
-    step(f"writing {VERSIONS} versions of a sample release into {releases}")
-    files = make_releases(releases)
-    print(f"{len(files)} artifacts, {sum(p.stat().st_size for p in files):,} bytes")
+    step("starting the agent on the embedded local store, watching the release folder")
+    dg("watch", "add", str(releases), url)
+    dg("start")
 
-    commands = [
-        ("syncing the folder into the local store", ["sync", str(releases), url]),
-        ("syncing again: nothing has changed, so nothing is sent", ["sync", str(releases), url]),
-        (
-            "what is stored (original size, stored size, ratio)",
-            ["ls", "-r", "-h", "--summarize", url],
-        ),
-        ("what it saved", ["stats", url]),
-        ("reading every file back and checking its SHA-256", ["verify", "-r", url]),
-        ("restoring the folder from the store", ["sync", url, str(restored), "-q"]),
-    ]
-    for title, command in commands:
-        step(f"{title}\n   $ dg-agent {' '.join(command)}")
-        if cli(command) != 0:
-            print(f"demo: 'dg-agent {' '.join(command)}' failed", file=sys.stderr)
-            return 1
-    same = all((restored / p.relative_to(releases)).read_bytes() == p.read_bytes() for p in files)
-    print(f"restored {len(files)} files into {restored}: {'bit-exact' if same else 'MISMATCH'}")
-    print(f"\nTry it yourself: .venv/bin/dg-agent ls -h {url}")
-    return 0 if same else 1
+    step(f"a build writes {VERSIONS} versions of a release into {releases}")
+    files = []
+    for v in range(VERSIONS):
+        files.extend(write_version(releases, v))
+        print(f"   wrote app-1.0.{v}.zip and tarballs/app-1.0.{v}.tar", flush=True)
+        time.sleep(0.5)
+    notes = releases / "RELEASE-NOTES.txt"
+    notes.write_text("".join(f"app 1.0.{v}: fixes\n" for v in range(VERSIONS)))
+    files.append(notes)
+    wait_idle()
+
+    step("what the agent did")
+    dg("status")
+    step("what is stored (original size, stored size, ratio)")
+    dg("ls", "-r", "-h", "--summarize", url)
+    step("what it saved")
+    dg("stats", url)
+    step("reading every file back and checking its SHA-256")
+    dg("verify", "-r", url)
+
+    if args.stop:
+        dg("stop")
+    else:
+        print(f"\nThe agent keeps running: write more files into {releases} and watch them")
+        print(f"go through. To use dg-agent with the demo's agent: source {work / 'env.sh'}")
+        print("then: .venv/bin/dg-agent status   and, to end it:   .venv/bin/dg-agent stop")
+    return 0
 
 
 if __name__ == "__main__":

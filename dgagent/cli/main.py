@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dgagent import __version__
-from dgagent.cli import cp, listing, remove, sync
+from dgagent.cli import agent_cmds, cp, listing, remove, sync
 from dgagent.cli.common import Session, add_store_options
 from dgagent.errors import ConfigError, DgError
 
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     parsers = [cp.register(sub), *listing.register(sub), sync.register(sub)]
     remove.register(sub)
+    agent_cmds.register(sub)
     parsers.extend(sub.choices[name] for name in ("rm", "verify"))
     for p in parsers:
         add_store_options(p)

@@ -221,8 +221,12 @@ class DeltaStore:
                 return None
             delta_size = delta_path.stat().st_size
             if not created and delta_size > limit * size:
-                log.info("%s: delta is %.3f of the file, above %.3f: storing direct",
-                         key, delta_size / size, limit)  # fmt: skip
+                log.info(
+                    "%s: delta is %.3f of the file, above %.3f: storing direct",
+                    key,
+                    delta_size / size,
+                    limit,
+                )
                 return None
             meta = delta_metadata(
                 name=name,
@@ -273,8 +277,12 @@ class DeltaStore:
         known = parse_metadata(ref_key, ref.metadata or {}).file_sha256
         with self._reference(ref_key, known if is_sha256(known) else None, work) as entry:
             if looks_compressed(entry.path):
-                log.info("%s is gzip/bzip2/xz data that DeltaGlider would unpack before "
-                         "decoding; storing %s direct", ref_key, key)  # fmt: skip
+                log.info(
+                    "%s is gzip/bzip2/xz data that DeltaGlider would unpack before "
+                    "decoding; storing %s direct",
+                    ref_key,
+                    key,
+                )
                 yield None
             else:
                 yield entry
@@ -288,8 +296,9 @@ class DeltaStore:
         """
         now = self.storage.head(ref_key)
         if now is None:
-            log.warning("%s vanished while a delta was stored against it; restoring it",
-                        self.url(ref_key))  # fmt: skip
+            log.warning(
+                "%s vanished while a delta was stored against it; restoring it", self.url(ref_key)
+            )
             meta = reference_metadata(
                 posixpath.basename(ref_key), base.sha256, base.path.stat().st_size
             )
@@ -470,6 +479,14 @@ class DeltaStore:
                 continue
             meta = metas.get(item.key)
             yield Entry(keys.logical_key(item.key), item.key, item.size, item, meta)
+
+    def with_details(self, entries: list[Entry]) -> list[Entry]:
+        """The same entries with their metadata read (one HEAD each, in parallel)."""
+        metas = self._heads([e.info for e in entries])
+        return [
+            Entry(e.key, e.stored_key, e.stored_size, e.info, metas.get(e.stored_key))
+            for e in entries
+        ]
 
     def _heads(self, objects: list[ObjectInfo]) -> dict[str, StoredMeta]:
         def head(obj: ObjectInfo) -> tuple[str, StoredMeta | None]:

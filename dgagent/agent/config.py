@@ -1,0 +1,236 @@
+"""The agent's config file (TOML): which folders to watch, where to, and how the agent behaves.
+
+    [agent]
+    reconcile_interval = 300      # seconds between full scans (events are only hints)
+    settle_seconds = 2.0          # a file is stored once its size and mtime held this long
+    workers = 3                   # parallel uploads
+    max_delete_fraction = 0.5     # never mirror a scan that would delete more than this share
+
+    [s3]
+    endpoint_url = "http://127.0.0.1:9000"   # optional, as are profile, region,
+    checksum_when_required = true            # and this
+
+    [[watch]]
+    dir = "/home/me/build/out"
+    url = "s3://releases/app/"
+    delete = false                # mirror local deletions (guarded)
+    exclude = ["*.log"]
+    max_ratio = 0.5               # optional, else DG_MAX_RATIO or 0.5
+
+Unknown keys and wrong types are errors (exit code 78 for the service), never silently ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from dgagent.errors import ConfigError
+from dgagent.storage import S3Options, is_store_url
+
+
+@dataclass(frozen=True)
+class Watch:
+    dir: Path
+    url: str
+    delete: bool = False
+    exclude: tuple[str, ...] = ()
+    max_ratio: float | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.dir)
+
+
+@dataclass(frozen=True)
+class S3Section:
+    endpoint_url: str | None = None
+    profile: str | None = None
+    region: str | None = None
+    checksum_when_required: bool = False
+
+    def options(self) -> S3Options:
+        return S3Options(
+            endpoint_url=self.endpoint_url,
+            profile=self.profile,
+            region=self.region,
+            checksum_when_required=self.checksum_when_required,
+        )
+
+
+@dataclass(frozen=True)
+class AgentSection:
+    reconcile_interval: float = 300.0
+    settle_seconds: float = 2.0
+    workers: int = 3
+    max_delete_fraction: float = 0.5
+    drain_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    agent: AgentSection = field(default_factory=AgentSection)
+    s3: S3Section = field(default_factory=S3Section)
+    watches: tuple[Watch, ...] = ()
+
+    def find(self, folder: Path) -> Watch | None:
+        target = folder.expanduser().resolve()
+        return next((w for w in self.watches if w.dir == target), None)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "reconcile_interval": (int, float),
+    "settle_seconds": (int, float),
+    "workers": (int,),
+    "max_delete_fraction": (int, float),
+    "drain_timeout": (int, float),
+    "endpoint_url": (str,),
+    "profile": (str,),
+    "region": (str,),
+    "checksum_when_required": (bool,),
+    "dir": (str,),
+    "url": (str,),
+    "delete": (bool,),
+    "exclude": (list,),
+    "max_ratio": (int, float),
+}
+
+
+def _section(path: Path, where: str, raw: Any, cls: type[Any]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: [{where}] must be a table")
+    known = {f.name for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(
+                f"{path}: unknown key {key!r} in [{where}]; known keys: {', '.join(sorted(known))}"
+            )
+        expected = _TYPES[key]
+        if not isinstance(value, expected) or (bool in expected) != isinstance(value, bool):
+            names = " or ".join(t.__name__ for t in expected)
+            raise ConfigError(f"{path}: {where}.{key} must be {names}, got {value!r}")
+        values[key] = value
+    return values
+
+
+def _watch(path: Path, raw: Any, number: int) -> Watch:
+    values = _section(path, f"watch #{number}", raw, Watch)
+    for required in ("dir", "url"):
+        if required not in values:
+            raise ConfigError(f"{path}: watch #{number} needs a {required!r}")
+    if not is_store_url(values["url"]):
+        raise ConfigError(
+            f"{path}: watch #{number} url {values['url']!r} is not s3://… or file://…"
+        )
+    exclude = values.get("exclude", [])
+    if not all(isinstance(p, str) for p in exclude):
+        raise ConfigError(f"{path}: watch #{number} exclude must be a list of strings")
+    ratio = values.get("max_ratio")
+    if ratio is not None and not 0 <= ratio <= 1:
+        raise ConfigError(f"{path}: watch #{number} max_ratio must be between 0 and 1")
+    return Watch(
+        dir=Path(values["dir"]).expanduser().resolve(),
+        url=values["url"],
+        delete=values.get("delete", False),
+        exclude=tuple(exclude),
+        max_ratio=float(ratio) if ratio is not None else None,
+    )
+
+
+def load(path: Path) -> AgentConfig:
+    """The config at ``path``; defaults when the file does not exist."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return AgentConfig()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config {path}: {exc}") from exc
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix or remove it") from exc
+    unknown = set(doc) - {"agent", "s3", "watch"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
+    agent = AgentSection(**_section(path, "agent", doc.get("agent", {}), AgentSection))
+    if agent.workers < 1 or agent.settle_seconds < 0 or agent.reconcile_interval <= 0:
+        raise ConfigError(f"{path}: [agent] workers must be ≥ 1 and intervals positive")
+    if not 0 <= agent.max_delete_fraction <= 1:
+        raise ConfigError(f"{path}: [agent] max_delete_fraction must be between 0 and 1")
+    s3 = S3Section(**_section(path, "s3", doc.get("s3", {}), S3Section))
+    raw_watches = doc.get("watch", [])
+    if not isinstance(raw_watches, list):
+        raise ConfigError(f"{path}: watches are written [[watch]] (an array of tables)")
+    watches = tuple(_watch(path, raw, n) for n, raw in enumerate(raw_watches, 1))
+    return AgentConfig(agent=agent, s3=s3, watches=watches)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+        return '"' + "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text) + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} to TOML")
+
+
+def _table(values: Mapping[str, Any]) -> list[str]:
+    return [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None and v != ()]
+
+
+def dumps(config: AgentConfig) -> str:
+    lines = ["# dg-agent configuration (dg-agent watch add/remove edit this file)", "", "[agent]"]
+    lines += _table({f.name: getattr(config.agent, f.name) for f in fields(AgentSection)})
+    s3 = _table({f.name: getattr(config.s3, f.name) for f in fields(S3Section)})
+    if s3:
+        lines += ["", "[s3]", *s3]
+    for watch in config.watches:
+        lines += ["", "[[watch]]"]
+        lines += _table({f.name: getattr(watch, f.name) for f in fields(Watch)})
+    return "\n".join(lines) + "\n"
+
+
+def save(path: Path, config: AgentConfig) -> None:
+    """Write atomically: a reader sees the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".config-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(dumps(config))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def with_watch(config: AgentConfig, watch: Watch) -> AgentConfig:
+    """Add a watch, or replace the one on the same folder."""
+    for other in config.watches:
+        if other.dir != watch.dir and (
+            other.dir in watch.dir.parents or watch.dir in other.dir.parents
+        ):
+            raise ConfigError(
+                f"{watch.dir} overlaps the watched folder {other.dir}; watch one or the other"
+            )
+    rest = tuple(w for w in config.watches if w.dir != watch.dir)
+    return replace(config, watches=(*rest, watch))
+
+
+def without_watch(config: AgentConfig, folder: Path) -> AgentConfig:
+    watch = config.find(folder)
+    if watch is None:
+        raise ConfigError(f"{folder} is not watched; see dg-agent watch list")
+    return replace(config, watches=tuple(w for w in config.watches if w is not watch))

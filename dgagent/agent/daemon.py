@@ -1,0 +1,453 @@
+"""The agent process: one coordinator loop wiring watch → settle → plan → workers → engine.
+
+``Agent.run`` is what ``dg-agent run`` calls (in the foreground, for service managers). It holds a
+lock so only one agent runs per user, serves the socket API, and loops: it turns watch hints into
+settle candidates, runs requested reconcile scans (at start, on a schedule, and whenever events may
+have been lost), and queues settled files for the workers. SIGTERM drains in-flight work; SIGHUP
+reloads the config.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import queue
+import signal
+import stat
+import threading
+import time
+import uuid
+from types import FrameType
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from dgagent import __version__
+from dgagent.agent import config as config_file
+from dgagent.agent.config import AgentConfig, Watch
+from dgagent.agent.events import EventBus
+from dgagent.agent.index import Index
+from dgagent.agent.notify import sd_notify, watchdog_interval
+from dgagent.agent.paths import AgentPaths
+from dgagent.agent.reconcile import deletions, differs, excluded, plan, scan
+from dgagent.agent.rpc import handlers
+from dgagent.agent.server import RpcServer
+from dgagent.agent.settle import Settler
+from dgagent.agent.watcher import Hint, Watcher
+from dgagent.agent.workers import Target, Workers
+from dgagent.cli.paths import folder_prefix
+from dgagent.engine.cache import ReferenceCache
+from dgagent.engine.store import DeltaStore
+from dgagent.errors import ConfigError, DgError
+from dgagent.settings import EngineSettings, from_env
+from dgagent.storage import parse_location
+
+log = logging.getLogger(__name__)
+
+TICK = 0.2
+BURST = 2000
+"""More hints than this in one tick: events may have been dropped, so scan as well."""
+TIME_JUMP = 5.0
+"""A tick this late means the process was stopped or the machine slept: scan."""
+EXIT_ALREADY_RUNNING = 1
+
+
+class AlreadyRunningError(DgError):
+    """Another agent holds the lock."""
+
+
+class Agent:
+    def __init__(self, paths: AgentPaths, config: AgentConfig | None = None) -> None:
+        self.paths = paths
+        self.config = config or config_file.load(paths.config_file)
+        self.settings: EngineSettings = from_env()
+        self.cache = ReferenceCache(
+            self.settings.cache_dir, max_bytes=self.settings.cache_max_bytes
+        )
+        self.bus = EventBus()
+        self.settler = Settler(self.config.agent.settle_seconds)
+        self.watcher = Watcher()
+        self.started = time.time()
+        self.notes: dict[str, str] = {}
+        """Per watch: the last permanent error or refused delete, for status."""
+        self.last_scan: dict[str, float] = {}
+        self.paused_watches: set[str] = set()
+        self.paused_all = False
+        self._targets: dict[str, Target] = {}
+        self._scan_due: dict[str | None, float] = {}
+        self._scanning = False
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._lock_fd: int | None = None
+        self.index: Index
+        self.workers: Workers
+
+    # ----------------------------------------------------------- lifecycle
+
+    def acquire_lock(self) -> None:
+        runtime = self.paths.runtime_dir
+        runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = os.lstat(runtime)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            raise ConfigError(
+                f"the runtime folder {runtime} is not a folder owned by you; remove it or set "
+                "XDG_RUNTIME_DIR to a private folder"
+            )
+        os.chmod(runtime, 0o700)
+        self.paths.check_socket_length()
+        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise AlreadyRunningError(f"dg-agent is already running (pid {pid})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT or a shutdown request; returns the exit code."""
+        self.acquire_lock()
+        self.index = Index(self.paths.index)
+        requeued = self.index.requeue_interrupted()
+        if requeued:
+            log.info("resuming %d operations interrupted by the last stop", requeued)
+        self._apply(self.config)
+        self.workers = Workers(
+            self.index,
+            self.bus,
+            targets=lambda: self._targets,
+            paused=self.paused,
+            count=self.config.agent.workers,
+            settle_seconds=self.config.agent.settle_seconds,
+            on_permanent=self._note,
+        )
+        server = RpcServer(
+            self.paths.socket,
+            handlers(self),
+            self.bus,
+            info={
+                "agent": __version__,
+                "pid": os.getpid(),
+                "started": self.started,
+                "instance": uuid.uuid4().hex,
+            },
+        )
+        server.start()
+        self._install_signals()
+        scheduler = BackgroundScheduler(daemon=True)
+        scheduler.add_job(
+            self.request_scan, "interval", seconds=self.config.agent.reconcile_interval
+        )
+        scheduler.start()
+        self.workers.start()
+        self.request_scan(None)
+        sd_notify(f"READY=1\nSTATUS=watching {len(self._targets)} folders\nMAINPID={os.getpid()}")
+        self.bus.publish("agent.started", {"pid": os.getpid(), "watches": list(self._targets)})
+        try:
+            self._loop()
+        finally:
+            sd_notify("STOPPING=1")
+            self.bus.publish("agent.stopping", {})
+            scheduler.shutdown(wait=False)
+            self.watcher.stop()
+            drained = self.workers.drain(self.config.agent.drain_timeout)
+            if not drained:
+                log.warning("stopping with uploads still running; they are redone at next start")
+            server.stop()
+            self.index.close()
+            self._release_lock()
+        return 0
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    def _install_signals(self) -> None:
+        def on_term(signum: int, frame: FrameType | None) -> None:
+            if self._stop.is_set():
+                os._exit(1)  # a second signal: the user wants out now
+            self._stop.set()
+
+        def on_hup(signum: int, frame: FrameType | None) -> None:
+            self._reload.set()
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+        signal.signal(signal.SIGHUP, on_hup)
+
+    # -------------------------------------------------------------- config
+
+    def _apply(self, config: AgentConfig) -> None:
+        """Build the targets of the configured watches and (re)watch their roots."""
+        targets: dict[str, Target] = {}
+        for watch in config.watches:
+            location = parse_location(watch.url, config.s3.options())
+            store = DeltaStore(location.storage, settings=self.settings, cache=self.cache)
+            targets[watch.name] = Target(watch, store, folder_prefix(location.key))
+        removed = set(self._targets) - set(targets)
+        with self._lock:
+            self.config = config
+            self._targets = targets
+        for name in removed:
+            self.index.forget_watch(name)
+            self.notes.pop(name, None)
+        self.watcher.watch({name: t.watch.dir for name, t in targets.items()})
+
+    def reload(self) -> None:
+        try:
+            config = config_file.load(self.paths.config_file)
+        except DgError as exc:
+            log.error("config not reloaded: %s", exc)
+            self.bus.publish("agent.error", {"error": str(exc)})
+            return
+        self._apply(config)
+        self.request_scan(None)
+        self.bus.publish("config.reloaded", {"watches": list(self._targets)})
+
+    def targets(self) -> dict[str, Target]:
+        with self._lock:
+            return dict(self._targets)
+
+    def paused(self) -> set[str]:
+        return set(self._targets) if self.paused_all else set(self.paused_watches)
+
+    def _note(self, watch: str, message: str) -> None:
+        self.notes[watch] = message
+
+    # ---------------------------------------------------------------- loop
+
+    def request_scan(self, watch: str | None = None, delay: float = 0.0) -> None:
+        """Ask for a reconcile of one watch (or all) at the next tick after ``delay``."""
+        with self._lock:
+            due = time.monotonic() + delay
+            self._scan_due[watch] = min(due, self._scan_due.get(watch, due))
+
+    def _loop(self) -> None:
+        last = time.monotonic()
+        last_roots = 0.0
+        ping = watchdog_interval()
+        last_ping = 0.0
+        while not self._stop.wait(TICK):
+            now = time.monotonic()
+            if now - last > TIME_JUMP:
+                log.info("the agent was paused for %.0f s; scanning for missed changes", now - last)
+                self.request_scan(None)
+            last = now
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            if now - last_roots > 2.0:
+                last_roots = now
+                self._supervise_watcher()
+            self._take_hints()
+            self._run_due_scans()
+            self._settle()
+            if ping is not None and now - last_ping > ping and self._healthy():
+                sd_notify("WATCHDOG=1")
+                last_ping = now
+
+    def _healthy(self) -> bool:
+        return self.watcher.alive() or not self._targets
+
+    def _supervise_watcher(self) -> None:
+        roots = {name: t.watch.dir for name, t in self.targets().items()}
+        missing = {n for n, s in self.watcher.states.items() if s == "root missing"}
+        back = any(roots[n].is_dir() for n in missing if n in roots)
+        gone = any(
+            not roots[n].is_dir()
+            for n, s in self.watcher.states.items()
+            if s == "watching" and n in roots
+        )
+        if (back or gone or not self.watcher.alive()) and self.watcher.watch(roots):
+            self.bus.publish("watch.state", dict(self.watcher.states))
+            self.request_scan(None)
+        elif not self.watcher.alive():
+            self.watcher.watch(roots)
+
+    def _take_hints(self) -> None:
+        targets = self.targets()
+        taken = 0
+        while taken < BURST * 5:
+            try:
+                hint = self.watcher.hints.get_nowait()
+            except queue.Empty:
+                break
+            taken += 1
+            target = targets.get(hint.watch)
+            if target is not None:
+                self._hint(target.watch, hint)
+        if taken >= BURST:
+            self.request_scan(None, delay=1.0)
+
+    def _hint(self, watch: Watch, hint: Hint) -> None:
+        try:
+            relative = hint.path.relative_to(watch.dir).as_posix()
+        except ValueError:
+            return
+        if relative == ".":
+            self.request_scan(watch.name, delay=0.5)  # the root itself changed (e.g. deleted)
+            return
+        if hint.folder:
+            # A folder appeared (its files may predate our watch on it) or vanished: scan it.
+            self.request_scan(watch.name, delay=0.2)
+            return
+        if not excluded(watch, relative):
+            self.settler.hint(watch.name, relative, closed=hint.closed)
+
+    def _run_due_scans(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = [w for w, t in self._scan_due.items() if t <= now]
+            for w in due:
+                del self._scan_due[w]
+        if not due:
+            return
+        names = list(self._targets) if None in due else [w for w in due if w is not None]
+        self._scanning = True
+        try:
+            for name in names:
+                target = self._targets.get(name)
+                if target is not None:
+                    self._reconcile(target.watch)
+        finally:
+            self._scanning = False
+
+    def _reconcile(self, watch: Watch) -> None:
+        started = time.monotonic()
+        self.bus.publish("scan.started", {"watch": watch.name})
+        scanned = scan(watch)
+        tracked = self.index.tracked(watch.name)
+        hinted = 0
+        for relative, st in scanned.files.items():
+            row = tracked.get(relative)
+            if differs(st, row) and (row is None or row.state != "failed"):
+                self.settler.hint(watch.name, relative)
+                hinted += 1
+        decision = deletions(watch, scanned, tracked, self.config.agent.max_delete_fraction)
+        queued_deletes = 0
+        if watch.delete:
+            if decision.refused:
+                self.notes[watch.name] = decision.refused
+                self.bus.publish(
+                    "delete.refused", {"watch": watch.name, "reason": decision.refused}
+                )
+            for relative in decision.paths:
+                queued_deletes += self.index.enqueue(watch.name, relative, "delete")
+        elif not scanned.root_missing and not scanned.errors:
+            for relative in decision.paths:  # not mirrored: stop tracking what went away
+                self.index.forget(watch.name, relative)
+        if queued_deletes:
+            self.workers.wake()
+        self.last_scan[watch.name] = time.time()
+        self.bus.publish(
+            "scan.finished",
+            {
+                "watch": watch.name,
+                "files": len(scanned.files),
+                "changed": hinted,
+                "deletes": queued_deletes,
+                "errors": scanned.errors[:5],
+                "root_missing": scanned.root_missing,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
+
+    def _settle(self) -> None:
+        targets = self.targets()
+        queued = 0
+        for name, relative, st in self.settler.tick(
+            lambda n: t.watch.dir if (t := targets.get(n)) else None
+        ):
+            target = targets.get(name)
+            if target is None:
+                continue
+            if st is None:
+                self._gone(target.watch, relative)
+                continue
+            try:
+                op = plan(self.index, target.watch, relative, st)
+            except DgError as exc:
+                log.warning("%s/%s: %s", name, relative, exc)
+                continue
+            if op and self.index.enqueue(name, relative, op):
+                queued += 1
+                self.bus.publish(
+                    "file.queued", {"watch": name, "path": relative, "size": st.st_size}
+                )
+        if queued:
+            self.workers.wake()
+
+    def _gone(self, watch: Watch, relative: str) -> None:
+        row = self.index.get(watch.name, relative)
+        if row is None:
+            return
+        if row.state in ("queued", "failed") and row.op == "put":
+            self.index.cancel(watch.name, relative)
+        if watch.delete:
+            # Deletes are decided by a full scan, with its guards (empty root, share deleted).
+            self.request_scan(watch.name, delay=self.config.agent.settle_seconds)
+
+    # -------------------------------------------------------------- status
+
+    def idle(self) -> bool:
+        counts = self.index.counts()
+        return (
+            not counts.get("queued")
+            and not counts.get("uploading")
+            and self.workers.active == 0
+            and len(self.settler) == 0
+            and not self._scanning
+            and not self._scan_due
+            and self.watcher.hints.empty()
+        )
+
+    def status(self) -> dict[str, Any]:
+        counts = self.index.counts()
+        totals = self.index.totals()
+        watches = []
+        for name, target in self.targets().items():
+            t = totals.get(name, {"files": 0, "original": 0, "stored": 0})
+            watches.append(
+                {
+                    "dir": name,
+                    "url": target.watch.url,
+                    "delete": target.watch.delete,
+                    "state": "paused"
+                    if name in self.paused()
+                    else self.watcher.states.get(name, "?"),
+                    "note": self.notes.get(name),
+                    "last_scan": self.last_scan.get(name),
+                    **t,
+                }
+            )
+        original = sum(t["original"] for t in totals.values())
+        stored = sum(t["stored"] for t in totals.values())
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "started": self.started,
+            "uptime": round(time.time() - self.started, 1),
+            "idle": self.idle(),
+            "paused": self.paused_all,
+            "scanning": self._scanning,
+            "settling": len(self.settler),
+            "queued": counts.get("queued", 0),
+            "uploading": counts.get("uploading", 0),
+            "done": counts.get("stored", 0),
+            "failed": counts.get("failed", 0),
+            "watches": watches,
+            "cache": {"hits": self.cache.hits, "misses": self.cache.misses},
+            "bytes": {"original": original, "stored": stored, "saved": original - stored},
+            "config": str(self.paths.config_file),
+        }

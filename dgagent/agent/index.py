@@ -1,0 +1,311 @@
+"""The agent's durable memory: one SQLite row per tracked file, and the work queue with it.
+
+A row says what the file looked like when it was last stored (size, mtime_ns, SHA-256) and where
+it went, so a reconcile is a stat per file and no S3 request. The same row carries the pending
+operation (``put`` or ``delete``) and its state, so the queue survives kill -9: WAL mode commits
+are durable against a process crash, and ``uploading`` rows left by a dead agent go back to
+``queued`` at start.
+
+States: queued → uploading → stored; failed (permanent error, or attempts used up; retried on
+request); a retry is ``queued`` with ``next_attempt`` in the future.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    watch TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER, mtime_ns INTEGER, sha256 TEXT,
+    key TEXT, kind TEXT, original_size INTEGER, stored_size INTEGER, cache_hit INTEGER,
+    state TEXT NOT NULL DEFAULT 'stored',
+    op TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    updated REAL NOT NULL,
+    PRIMARY KEY (watch, path)
+);
+CREATE INDEX IF NOT EXISTS files_due ON files (state, next_attempt);
+CREATE TABLE IF NOT EXISTS transfers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL, watch TEXT, path TEXT, op TEXT, key TEXT, kind TEXT,
+    original_size INTEGER, stored_size INTEGER, cache_hit INTEGER, seconds REAL, error TEXT
+);
+"""
+KEEP_TRANSFERS = 10_000
+PENDING = ("queued", "uploading")
+
+
+@dataclass(frozen=True)
+class Row:
+    watch: str
+    path: str
+    size: int | None
+    mtime_ns: int | None
+    sha256: str | None
+    key: str | None
+    kind: str | None
+    original_size: int | None
+    stored_size: int | None
+    cache_hit: int | None
+    state: str
+    op: str | None
+    attempts: int
+    next_attempt: float
+    error: str | None
+    updated: float
+
+    def record(self) -> dict[str, Any]:
+        ratio = (
+            self.stored_size / self.original_size
+            if self.original_size and self.stored_size is not None
+            else None
+        )
+        return {
+            "watch": self.watch,
+            "path": self.path,
+            "state": self.state,
+            "op": self.op,
+            "key": self.key,
+            "kind": self.kind,
+            "original_size": self.original_size,
+            "stored_size": self.stored_size,
+            "ratio": ratio,
+            "cache_hit": None if self.cache_hit is None else bool(self.cache_hit),
+            "attempts": self.attempts,
+            "next_attempt": self.next_attempt or None,
+            "error": self.error,
+            "updated": self.updated,
+        }
+
+
+class Index:
+    """Thread-safe access to the index database (one connection, one lock)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
+        with self._lock:
+            return [Row(**dict(r)) for r in self._db.execute(sql, args).fetchall()]
+
+    def integrity_ok(self) -> bool:
+        with self._lock:
+            return bool(self._db.execute("PRAGMA quick_check").fetchone()[0] == "ok")
+
+    # ------------------------------------------------------------ reads
+
+    def get(self, watch: str, path: str) -> Row | None:
+        rows = self._rows("SELECT * FROM files WHERE watch=? AND path=?", (watch, path))
+        return rows[0] if rows else None
+
+    def tracked(self, watch: str) -> dict[str, Row]:
+        return {r.path: r for r in self._rows("SELECT * FROM files WHERE watch=?", (watch,))}
+
+    def listing(self, state: str | None, offset: int, limit: int) -> list[Row]:
+        if state is None:
+            sql, args = (
+                "SELECT * FROM files ORDER BY updated DESC LIMIT ? OFFSET ?",
+                (limit, offset),
+            )
+            return self._rows(sql, args)
+        sql = "SELECT * FROM files WHERE state=? ORDER BY updated DESC LIMIT ? OFFSET ?"
+        return self._rows(sql, (state, limit, offset))
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall()
+        return {state: n for state, n in rows}
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """Per watch: files stored, original and stored bytes."""
+        sql = (
+            "SELECT watch, COUNT(*), COALESCE(SUM(original_size),0), COALESCE(SUM(stored_size),0) "
+            "FROM files WHERE state='stored' GROUP BY watch"
+        )
+        with self._lock:
+            rows = self._db.execute(sql).fetchall()
+        return {w: {"files": n, "original": o, "stored": s} for w, n, o, s in rows}
+
+    def next_due(self) -> float | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(next_attempt) FROM files WHERE state='queued'"
+            ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM transfers ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    # ----------------------------------------------------------- writes
+
+    def enqueue(self, watch: str, path: str, op: str) -> bool:
+        """Queue an operation on a file; False when the same one is already pending."""
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT state, op FROM files WHERE watch=? AND path=?", (watch, path)
+            ).fetchone()
+            if row is not None and row["state"] in PENDING and row["op"] == op:
+                return False
+            if row is None:
+                db.execute(
+                    "INSERT INTO files (watch, path, state, op, updated) VALUES (?,?,?,?,?)",
+                    (watch, path, "queued", op, now),
+                )
+            else:
+                db.execute(
+                    "UPDATE files SET state='queued', op=?, attempts=0, next_attempt=0, "
+                    "error=NULL, updated=? WHERE watch=? AND path=?",
+                    (op, now, watch, path),
+                )
+        return True
+
+    def claim(self, limit: int, skip: set[str]) -> list[Row]:
+        """Take due queued rows for work (not of the paused watches in ``skip``)."""
+        now = time.time()
+        with self._tx() as db:
+            rows = [
+                Row(**dict(r))
+                for r in db.execute(
+                    "SELECT * FROM files WHERE state='queued' AND next_attempt<=? "
+                    "ORDER BY next_attempt, updated LIMIT ?",
+                    (now, limit + len(skip) * 8),
+                ).fetchall()
+                if r["watch"] not in skip
+            ][:limit]
+            for r in rows:
+                db.execute(
+                    "UPDATE files SET state='uploading', updated=? WHERE watch=? AND path=?",
+                    (now, r.watch, r.path),
+                )
+        return rows
+
+    def stored(self, watch: str, path: str, **values: Any) -> None:
+        """The put finished: remember what was stored (size, mtime_ns, sha256, key, sizes…)."""
+        cols = ", ".join(f"{k}=?" for k in values)
+        with self._tx() as db:
+            db.execute(
+                f"UPDATE files SET {cols}, state='stored', op=NULL, attempts=0, next_attempt=0, "  # noqa: S608 (column names are ours)
+                "error=NULL, updated=? WHERE watch=? AND path=?",
+                (*values.values(), time.time(), watch, path),
+            )
+
+    def touch(self, watch: str, path: str, mtime_ns: int) -> None:
+        """Only the mtime moved and the content is the same: remember the new mtime."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE files SET mtime_ns=?, updated=? WHERE watch=? AND path=?",
+                (mtime_ns, time.time(), watch, path),
+            )
+
+    def retry_later(self, watch: str, path: str, delay: float, error: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE files SET state='queued', attempts=attempts+1, next_attempt=?, error=?, "
+                "updated=? WHERE watch=? AND path=?",
+                (time.time() + delay, error, time.time(), watch, path),
+            )
+
+    def fail(self, watch: str, path: str, error: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE files SET state='failed', attempts=attempts+1, error=?, updated=? "
+                "WHERE watch=? AND path=?",
+                (error, time.time(), watch, path),
+            )
+
+    def forget(self, watch: str, path: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM files WHERE watch=? AND path=?", (watch, path))
+
+    def forget_watch(self, watch: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM files WHERE watch=?", (watch,))
+
+    def retry(self, watch: str, path: str) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE files SET state='queued', next_attempt=0, attempts=0, updated=? "
+                "WHERE watch=? AND path=? AND state IN ('failed','queued')",
+                (time.time(), watch, path),
+            )
+            return cur.rowcount > 0
+
+    def cancel(self, watch: str, path: str) -> bool:
+        """Drop a pending operation: the row goes back to what was last stored, or away."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT sha256 FROM files "
+                "WHERE watch=? AND path=? AND state IN ('queued','failed')",
+                (watch, path),
+            ).fetchone()
+            if row is None:
+                return False
+            if row["sha256"] is None:
+                db.execute("DELETE FROM files WHERE watch=? AND path=?", (watch, path))
+            else:
+                db.execute(
+                    "UPDATE files SET state='stored', op=NULL, error=NULL, updated=? "
+                    "WHERE watch=? AND path=?",
+                    (time.time(), watch, path),
+                )
+            return True
+
+    def requeue_interrupted(self) -> int:
+        """At start: work a killed agent left half-done is done again."""
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE files SET state='queued', next_attempt=0 WHERE state='uploading'"
+            ).rowcount
+
+    def log_transfer(self, **values: Any) -> None:
+        cols = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self._tx() as db:
+            db.execute(
+                f"INSERT INTO transfers (time, {cols}) VALUES (?, {marks})",  # noqa: S608
+                (time.time(), *values.values()),
+            )
+            db.execute(
+                "DELETE FROM transfers WHERE id <= (SELECT MAX(id) FROM transfers) - ?",
+                (KEEP_TRANSFERS,),
+            )

@@ -1,0 +1,241 @@
+"""The worker pool: takes due operations off the index queue and runs them through the engine.
+
+Failures are sorted: a transient one (network, throttling, a full disk) is retried with
+exponential backoff and full jitter, the next attempt time kept in the index; a permanent one
+(access denied, no such bucket, a reserved name) is marked failed and shown, not retried in a
+loop. A file that changed while it was being stored simply goes round again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dgagent.agent.config import Watch
+from dgagent.agent.events import EventBus
+from dgagent.agent.index import Index, Row
+from dgagent.engine.store import DeltaStore
+from dgagent.errors import (
+    AccessDeniedError,
+    ConfigError,
+    DgError,
+    IntegrityError,
+    NotFoundError,
+    ReservedNameError,
+    ToolMissingError,
+    UnsafePathError,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 300.0
+PERMANENT = (AccessDeniedError, ConfigError, ReservedNameError, ToolMissingError, UnsafePathError)
+
+
+def backoff(attempt: int) -> float:
+    """Full jitter: uniform in [0, min(cap, base·2^attempt)], at least half a second."""
+    return max(0.5, random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one watch's files go."""
+
+    watch: Watch
+    store: DeltaStore
+    prefix: str
+
+    def key(self, relative: str) -> str:
+        return self.prefix + relative
+
+
+class Workers:
+    def __init__(
+        self,
+        index: Index,
+        bus: EventBus,
+        *,
+        targets: Callable[[], dict[str, Target]],
+        paused: Callable[[], set[str]],
+        count: int,
+        settle_seconds: float,
+        on_permanent: Callable[[str, str], None],
+    ) -> None:
+        self.index = index
+        self.bus = bus
+        self.targets = targets
+        self.paused = paused
+        self.count = count
+        self.settle_seconds = settle_seconds
+        self.on_permanent = on_permanent
+        self._wake = threading.Condition()
+        self._taking = True
+        self._threads: list[threading.Thread] = []
+        self._active = 0
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> int:
+        with self._lock:
+            return self._active
+
+    def start(self) -> None:
+        for n in range(self.count):
+            thread = threading.Thread(target=self._loop, name=f"dg-worker-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def wake(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Stop taking work; wait for what is in flight. True when everything finished."""
+        with self._wake:
+            self._taking = False
+            self._wake.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                if not self._taking:
+                    return
+            rows = self.index.claim(1, self.paused())
+            if not rows:
+                with self._wake:
+                    if self._taking:
+                        self._wake.wait(0.5)
+                continue
+            with self._lock:
+                self._active += 1
+            try:
+                self._run(rows[0])
+            except Exception:  # a bug must not kill the worker: the row is retried later
+                log.exception("unexpected failure on %s/%s", rows[0].watch, rows[0].path)
+                self.index.retry_later(rows[0].watch, rows[0].path, 60.0, "internal error")
+            finally:
+                with self._lock:
+                    self._active -= 1
+
+    def _run(self, row: Row) -> None:
+        target = self.targets().get(row.watch)
+        if target is None:  # the watch was removed meanwhile
+            self.index.forget(row.watch, row.path)
+            return
+        started = time.monotonic()
+        try:
+            if row.op == "delete":
+                self._delete(target, row)
+            else:
+                self._put(target, row, started)
+        except DgError as exc:
+            self._failed(target, row, exc, time.monotonic() - started)
+
+    def _put(self, target: Target, row: Row, started: float) -> None:
+        source = target.watch.dir / row.path
+        try:
+            st = source.stat()
+        except FileNotFoundError:
+            self.index.cancel(row.watch, row.path)  # gone before we got to it; scans decide
+            return
+        self.bus.publish(
+            "file.uploading", {"watch": row.watch, "path": row.path, "size": st.st_size}
+        )
+        result = target.store.put(source, target.key(row.path), max_ratio=target.watch.max_ratio)
+        stored = result.stored_size + result.reference_size
+        self.index.stored(
+            row.watch,
+            row.path,
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            sha256=result.sha256,
+            key=result.key,
+            kind=result.kind.value,
+            original_size=result.original_size,
+            stored_size=stored,
+            cache_hit=None if result.cache_hit is None else int(result.cache_hit),
+        )
+        record = self._record(
+            row,
+            key=result.key,
+            kind=result.kind.value,
+            original=result.original_size,
+            stored=stored,
+            cache_hit=result.cache_hit,
+            seconds=time.monotonic() - started,
+        )
+        self.index.log_transfer(**{k: v for k, v in record.items() if k not in ("ratio",)})
+        self.bus.publish("file.stored", record)
+
+    def _delete(self, target: Target, row: Row) -> None:
+        key = row.key or target.key(row.path)
+        with contextlib.suppress(NotFoundError):  # already gone is what we wanted
+            target.store.delete([key])
+        self.index.forget(row.watch, row.path)
+        self.index.log_transfer(watch=row.watch, path=row.path, op="delete", key=key)
+        self.bus.publish("file.deleted", {"watch": row.watch, "path": row.path, "key": key})
+
+    @staticmethod
+    def _record(
+        row: Row,
+        *,
+        key: str,
+        kind: str,
+        original: int,
+        stored: int,
+        cache_hit: bool | None,
+        seconds: float,
+    ) -> dict[str, Any]:
+        return {
+            "watch": row.watch,
+            "path": row.path,
+            "op": "put",
+            "key": key,
+            "kind": kind,
+            "original_size": original,
+            "stored_size": stored,
+            "ratio": stored / original if original else None,
+            "cache_hit": cache_hit,
+            "seconds": round(seconds, 3),
+        }
+
+    def _failed(self, target: Target, row: Row, exc: DgError, seconds: float) -> None:
+        message = str(exc)
+        source = target.watch.dir / row.path
+        if row.op != "delete" and not source.exists():
+            self.index.cancel(row.watch, row.path)
+            return
+        changed = isinstance(exc, IntegrityError) and "changed while" in message
+        permanent = isinstance(exc, PERMANENT) or (
+            isinstance(exc, NotFoundError | IntegrityError) and not changed
+        )
+        info = {"watch": row.watch, "path": row.path, "op": row.op, "error": message}
+        self.index.log_transfer(
+            watch=row.watch, path=row.path, op=row.op, error=message, seconds=round(seconds, 3)
+        )
+        if changed:
+            self.index.retry_later(row.watch, row.path, self.settle_seconds, message)
+        elif permanent or row.attempts + 1 >= MAX_ATTEMPTS:
+            self.index.fail(row.watch, row.path, message)
+            self.bus.publish("file.failed", info)
+            if isinstance(exc, AccessDeniedError | NotFoundError):
+                self.on_permanent(row.watch, message)
+        else:
+            delay = backoff(row.attempts)
+            self.index.retry_later(row.watch, row.path, delay, message)
+            self.bus.publish(
+                "file.retry", {**info, "attempt": row.attempts + 1, "delay": round(delay, 2)}
+            )
+        log.warning("%s/%s: %s", row.watch, row.path, message)

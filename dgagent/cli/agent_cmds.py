@@ -1,0 +1,263 @@
+"""``dg-agent run|start|stop|status``, ``watch add|remove|list``, ``service install|uninstall``."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dgagent.agent import config as config_file
+from dgagent.agent import service
+from dgagent.agent.client import AgentClient, AgentNotRunning
+from dgagent.agent.config import Watch
+from dgagent.agent.paths import agent_paths
+from dgagent.cli.common import Session, human, percent, print_json
+from dgagent.errors import ConfigError
+from dgagent.storage import parse_location
+
+EXIT_CONFIG = 78
+EXIT_NOT_RUNNING = 3
+START_TIMEOUT = 30.0
+
+
+def _client(timeout: float = 30.0) -> AgentClient:
+    client = AgentClient(agent_paths().socket, timeout=timeout)
+    client.connect()
+    return client
+
+
+def _ask(method: str, params: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
+    with _client(timeout) as client:
+        return client.call(method, params or {})
+
+
+def run_agent(args: argparse.Namespace, session: Session) -> int:
+    # Imported here: watchdog and apscheduler are only needed by the agent process itself.
+    from dgagent.agent.daemon import Agent, AlreadyRunningError  # noqa: PLC0415
+
+    paths = agent_paths()
+    try:
+        agent = Agent(paths)
+    except ConfigError as exc:
+        print(f"dg-agent: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        return agent.run()
+    except AlreadyRunningError as exc:
+        print(f"dg-agent: {exc}", file=sys.stderr)
+        return 1
+
+
+def _running_pid() -> int | None:
+    try:
+        return int(_ask("status", timeout=5)["pid"])
+    except AgentNotRunning:
+        return None
+
+
+def run_start(args: argparse.Namespace, session: Session) -> int:
+    paths = agent_paths()
+    config_file.load(paths.config_file)  # a bad config is reported here, not in a log
+    pid = _running_pid()
+    if pid is not None:
+        print(f"dg-agent is already running (pid {pid})")
+        return 0
+    manager = None if args.no_service else service.installed()
+    process = None
+    if manager is not None:
+        service.start_service(manager)
+    else:
+        paths.state_dir.mkdir(parents=True, exist_ok=True)
+        with paths.log.open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "dgagent.cli.main", "run"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # detached: survives this terminal
+                close_fds=True,
+            )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        pid = _running_pid()
+        if pid is not None:
+            how = (
+                f"as the {manager} service" if manager else f"in the background (log: {paths.log})"
+            )
+            print(f"dg-agent started {how}, pid {pid}")
+            return 0
+        if process is not None and process.poll() is not None:
+            tail = paths.log.read_text(errors="replace").strip().splitlines()[-3:]
+            print(f"dg-agent: the agent exited at start: {' '.join(tail)}", file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+    print(
+        f"dg-agent: the agent did not answer within {START_TIMEOUT:.0f} s; see {paths.log}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def run_stop(args: argparse.Namespace, session: Session) -> int:
+    manager = service.installed()
+    try:
+        _ask("shutdown", timeout=10)
+    except AgentNotRunning:
+        print("dg-agent is not running")
+        return 0
+    if manager is not None:
+        service.stop_service(manager)  # or the service manager restarts it
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        if _running_pid() is None:
+            print("dg-agent stopped")
+            return 0
+        time.sleep(0.2)
+    print(f"dg-agent: the agent is still running after {args.timeout:.0f} s", file=sys.stderr)
+    return 1
+
+
+def run_status(args: argparse.Namespace, session: Session) -> int:
+    try:
+        status = _ask("status", timeout=10)
+    except AgentNotRunning as exc:
+        if args.json:
+            print_json({"running": False, "error": str(exc)})
+        else:
+            print(str(exc))
+        return EXIT_NOT_RUNNING
+    if args.json:
+        print_json({"running": True, **status})
+        return 0
+    state = "idle" if status["idle"] else "busy"
+    if status["paused"]:
+        state = "paused"
+    print(f"dg-agent {status['version']}, pid {status['pid']}: {state}")
+    print(
+        f"  queued {status['queued']}, uploading {status['uploading']}, settling "
+        f"{status['settling']}, done {status['done']}, failed {status['failed']}"
+    )
+    saved = status["bytes"]
+    print(
+        f"  stored {human(saved['stored'])} for {human(saved['original'])} "
+        f"(saved {percent(saved['saved'], saved['original'])}); reference cache "
+        f"{status['cache']['hits']} hits, {status['cache']['misses']} misses"
+    )
+    for watch in status["watches"]:
+        note = f" — {watch['note']}" if watch.get("note") else ""
+        print(f"  {watch['dir']} → {watch['url']} [{watch['state']}] {watch['files']} files{note}")
+    if not status["watches"]:
+        print("  no folders watched: add one with dg-agent watch add DIR URL")
+    return 0
+
+
+def _notify_agent() -> str:
+    try:
+        _ask("config.reload", timeout=5)
+    except AgentNotRunning:
+        return " (the agent is not running; it applies this when started)"
+    return " (applied to the running agent)"
+
+
+def run_watch(args: argparse.Namespace, session: Session) -> int:
+    path = agent_paths().config_file
+    current = config_file.load(path)
+    if args.watch_command == "list":
+        watches = [_watch_record(w) for w in current.watches]
+        if args.json:
+            print_json({"config": str(path), "watches": watches})
+        for w in [] if args.json else current.watches:
+            flags = (" --delete" if w.delete else "") + "".join(
+                f" --exclude {p}" for p in w.exclude
+            )
+            print(f"{w.dir} → {w.url}{flags}")
+        if not args.json and not current.watches:
+            print(f"no folders watched (config: {path})")
+        return 0
+    folder = Path(args.dir).expanduser().resolve()
+    if args.watch_command == "remove":
+        config_file.save(path, config_file.without_watch(current, folder))
+        print(f"no longer watching {folder}{_notify_agent()}")
+        return 0
+    parse_location(args.url)  # checks the URL's form
+    if args.max_ratio is not None and not 0 <= args.max_ratio <= 1:
+        raise ConfigError(f"--max-ratio must be between 0 and 1, got {args.max_ratio}")
+    watch = Watch(folder, args.url, args.delete, tuple(args.exclude or ()), args.max_ratio)
+    config_file.save(path, config_file.with_watch(current, watch))
+    note = "" if folder.is_dir() else f" ({folder} does not exist yet; it is watched once it does)"
+    print(f"watching {folder} → {args.url}{note}{_notify_agent()}")
+    return 0
+
+
+def _watch_record(w: Watch) -> dict[str, Any]:
+    return {
+        "dir": str(w.dir),
+        "url": w.url,
+        "delete": w.delete,
+        "exclude": list(w.exclude),
+        "max_ratio": w.max_ratio,
+    }
+
+
+def run_service(args: argparse.Namespace, session: Session) -> int:
+    if args.service_command == "install":
+        plan = service.plan_install()
+        print(service.install(plan, dry_run=args.dry_run))
+    else:
+        print(service.uninstall(dry_run=args.dry_run))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub.add_parser(
+        "run",
+        help="run the agent in the foreground (what service managers call)",
+    ).set_defaults(handler=run_agent)
+    start = sub.add_parser(
+        "start",
+        help="start the agent (the installed service, else in the "
+        "background) and wait until it answers",
+    )
+    start.add_argument(
+        "--no-service",
+        action="store_true",
+        help="start a background process even if a service is installed",
+    )
+    start.set_defaults(handler=run_start)
+    stop = sub.add_parser("stop", help="ask the agent to finish in-flight uploads and exit")
+    stop.add_argument("--timeout", type=float, default=60.0, help="seconds to wait")
+    stop.set_defaults(handler=run_stop)
+    status = sub.add_parser("status", help="what the agent is doing (exit code 3: not running)")
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    status.set_defaults(handler=run_status)
+
+    watch = sub.add_parser(
+        "watch",
+        help="add, remove or list watched folders",
+        epilog="examples:\n  dg-agent watch add ~/build/out s3://releases/app/\n"
+        "  dg-agent watch add ./dist file:///srv/artifacts/ --delete "
+        "--exclude '*.log'\n  dg-agent watch list --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verbs = watch.add_subparsers(dest="watch_command", metavar="ACTION", required=True)
+    add = verbs.add_parser("add", help="watch DIR and keep it synced into URL")
+    add.add_argument("dir")
+    add.add_argument("url")
+    add.add_argument("--delete", action="store_true", help="mirror local deletions (guarded)")
+    add.add_argument("--exclude", action="append", metavar="PATTERN", help="skip matching paths")
+    add.add_argument("--max-ratio", type=float, help="largest delta/file ratio worth keeping")
+    remove = verbs.add_parser("remove", help="stop watching DIR (stored files stay)")
+    remove.add_argument("dir")
+    listing = verbs.add_parser("list", help="the watched folders")
+    listing.add_argument("--json", action="store_true")
+    watch.set_defaults(handler=run_watch)
+
+    svc = sub.add_parser("service", help="install or remove the systemd user unit / LaunchAgent")
+    svc_verbs = svc.add_subparsers(dest="service_command", metavar="ACTION", required=True)
+    for verb in ("install", "uninstall"):
+        p = svc_verbs.add_parser(verb)
+        p.add_argument("--dry-run", action="store_true", help="print what would be done")
+    svc.set_defaults(handler=run_service)

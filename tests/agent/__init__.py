@@ -1,0 +1,1 @@
+"""Tests for the agent: watch, settle, index, workers and the socket API."""
