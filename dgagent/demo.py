@@ -129,6 +129,7 @@ def run(argv: list[str] | None = None) -> int:
     work = Path(args.dir).resolve()
     env = demo_environment(work)
     os.environ.update(env)
+    Path(env["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, exist_ok=True)
     releases, store = work / "releases", work / "store"
     with contextlib.suppress(AgentNotRunning):  # a demo agent left running by an earlier run
         cli(["stop"])

@@ -49,8 +49,13 @@ ensure_venv() {
   # Reinstall when pyproject.toml changed since the last install.
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     say "installing dg-agent${EXTRA:+ with its $EXTRA tools} into $VENV"
-    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q -e "$ROOT${EXTRA:+[$EXTRA]}" >/dev/null
+    local log="$VENV/install.log"
+    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
+           "$VENV/bin/python" -m pip install -q -e "$ROOT${EXTRA:+[$EXTRA]}"; } >"$log" 2>&1; then
+      tail -20 "$log" >&2
+      say "installing failed (full log: $log)"
+      exit 1
+    fi
     touch "$stamp"
   fi
 }

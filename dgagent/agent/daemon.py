@@ -18,6 +18,7 @@ import stat
 import threading
 import time
 import uuid
+from collections import Counter
 from types import FrameType
 from typing import Any
 
@@ -147,6 +148,13 @@ class Agent:
         self.request_scan(None)
         sd_notify(f"READY=1\nSTATUS=watching {len(self._targets)} folders\nMAINPID={os.getpid()}")
         self.bus.publish("agent.started", {"pid": os.getpid(), "watches": list(self._targets)})
+        log.info(
+            "dg-agent %s (pid %d) listening on %s; watching %s",
+            __version__,
+            os.getpid(),
+            self.paths.socket,
+            ", ".join(self._targets) or "nothing yet",
+        )
         try:
             self._loop()
         finally:
@@ -160,6 +168,7 @@ class Agent:
             server.stop()
             self.index.close()
             self._release_lock()
+            log.info("dg-agent stopped")
         return 0
 
     def _release_lock(self) -> None:
@@ -431,6 +440,10 @@ class Agent:
                     **t,
                 }
             )
+        requests: Counter[str] = Counter()
+        storages = {id(t.store.storage): t.store.storage for t in self.targets().values()}
+        for storage in storages.values():
+            requests.update(getattr(storage, "requests", {}))
         original = sum(t["original"] for t in totals.values())
         stored = sum(t["stored"] for t in totals.values())
         return {
@@ -450,4 +463,5 @@ class Agent:
             "cache": {"hits": self.cache.hits, "misses": self.cache.misses},
             "bytes": {"original": original, "stored": stored, "saved": original - stored},
             "config": str(self.paths.config_file),
+            "requests": {"total": sum(requests.values()), **requests},
         }

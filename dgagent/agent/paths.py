@@ -50,7 +50,13 @@ class AgentPaths:
 
 
 def agent_paths() -> AgentPaths:
-    runtime = os.environ.get("DG_RUNTIME_DIR") or platformdirs.user_runtime_dir(APP)
+    # With XDG_RUNTIME_DIR set, use it as is: platformdirs would silently fall back to another
+    # folder when its mode is not 0700, and the CLI and the agent could then disagree. Our own
+    # subfolder is created 0700 and its ownership checked by the agent.
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    runtime = os.environ.get("DG_RUNTIME_DIR") or (
+        str(Path(xdg) / APP) if xdg else platformdirs.user_runtime_dir(APP)
+    )
     return AgentPaths(
         config_file=Path(
             os.environ.get("DG_CONFIG") or platformdirs.user_config_path(APP) / "config.toml"

@@ -178,6 +178,14 @@ class Workers:
         )
         self.index.log_transfer(**{k: v for k, v in record.items() if k not in ("ratio",)})
         self.bus.publish("file.stored", record)
+        log.info(
+            "stored %s/%s as %s: %d of %d bytes",
+            row.watch,
+            row.path,
+            result.kind.value,
+            stored,
+            result.original_size,
+        )
 
     def _delete(self, target: Target, row: Row) -> None:
         key = row.key or target.key(row.path)

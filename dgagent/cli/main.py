@@ -41,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dg-agent {__version__}")
     parser.add_argument(
         "--log-level",
-        default=os.environ.get("DG_LOG_LEVEL", "WARNING"),
-        help="DEBUG, INFO, WARNING (default, or DG_LOG_LEVEL) or ERROR",
+        help="DEBUG, INFO, WARNING or ERROR (default: DG_LOG_LEVEL, else INFO for run and "
+        "WARNING for the other commands)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     parsers = [cp.register(sub), *listing.register(sub), sync.register(sub)]
@@ -83,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace, Session], int] = args.handler
     try:
-        _setup_logging(args.log_level)
+        default = "INFO" if args.command == "run" else "WARNING"
+        _setup_logging(args.log_level or os.environ.get("DG_LOG_LEVEL") or default)
         return handler(args, Session(args))
     except ConfigError as exc:
         print(f"dg-agent: {exc}", file=sys.stderr)

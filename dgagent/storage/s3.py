@@ -14,6 +14,7 @@ import contextlib
 import math
 import os
 import threading
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -124,6 +125,13 @@ class S3Storage:
         self.options = options or S3Options()
         self.client: S3Client = client or make_client(self.options)
         self._bucket_seen = False
+        self.requests: Counter[str] = Counter()
+        """API calls made, by operation name (what S3 bills; retries included)."""
+        self.client.meta.events.register("before-send.s3", self._count)
+
+    def _count(self, event_name: str = "", **kwargs: Any) -> None:
+        # before-send fires once per HTTP attempt, as "before-send.s3.<Operation>".
+        self.requests[event_name.rpartition(".")[2] or "?"] += 1
 
     @property
     def url(self) -> str:

@@ -355,3 +355,20 @@ def test_deltaglider_reads_what_the_agent_stored(
             capture_output=True,
         )
         assert sha(out) == sha(f)
+
+
+def test_a_reconcile_of_unchanged_files_makes_no_s3_request(
+    agent: AgentProc, s3_watch: tuple[Path, DeltaStore], tmp_path: Path
+) -> None:
+    folder, _ = s3_watch
+    for n in range(300):
+        (folder / f"f{n:03d}.txt").write_text(f"file {n}\n")
+    agent.start()
+    before = agent.wait_idle()["requests"]["total"]
+    assert before > 300  # the first scan stored them all
+    agent.call("rescan")
+    time.sleep(0.5)
+    after = agent.wait_idle()
+    assert after["requests"]["total"] == before
+    assert after["done"] == 300
+    assert all(w["last_scan"] for w in after["watches"])
