@@ -54,6 +54,8 @@ class S3Section:
     profile: str | None = None
     region: str | None = None
     checksum_when_required: bool = False
+    multipart_threshold: int = S3Options.multipart_threshold
+    part_size: int = S3Options.part_size
 
     def options(self) -> S3Options:
         return S3Options(
@@ -61,6 +63,8 @@ class S3Section:
             profile=self.profile,
             region=self.region,
             checksum_when_required=self.checksum_when_required,
+            multipart_threshold=self.multipart_threshold,
+            part_size=self.part_size,
         )
 
 
@@ -94,6 +98,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "profile": (str,),
     "region": (str,),
     "checksum_when_required": (bool,),
+    "multipart_threshold": (int,),
+    "part_size": (int,),
     "dir": (str,),
     "url": (str,),
     "delete": (bool,),
@@ -165,6 +171,11 @@ def load(path: Path) -> AgentConfig:
     if not 0 <= agent.max_delete_fraction <= 1:
         raise ConfigError(f"{path}: [agent] max_delete_fraction must be between 0 and 1")
     s3 = S3Section(**_section(path, "s3", doc.get("s3", {}), S3Section))
+    if s3.part_size < 5 * 1024 * 1024 or s3.multipart_threshold < s3.part_size:
+        raise ConfigError(
+            f"{path}: [s3] part_size must be at least 5 MiB (5242880) and multipart_threshold "
+            "at least part_size"
+        )
     raw_watches = doc.get("watch", [])
     if not isinstance(raw_watches, list):
         raise ConfigError(f"{path}: watches are written [[watch]] (an array of tables)")
@@ -192,7 +203,14 @@ def _table(values: Mapping[str, Any]) -> list[str]:
 def dumps(config: AgentConfig) -> str:
     lines = ["# dg-agent configuration (dg-agent watch add/remove edit this file)", "", "[agent]"]
     lines += _table({f.name: getattr(config.agent, f.name) for f in fields(AgentSection)})
-    s3 = _table({f.name: getattr(config.s3, f.name) for f in fields(S3Section)})
+    defaults = S3Section()
+    s3 = _table(
+        {
+            f.name: getattr(config.s3, f.name)
+            for f in fields(S3Section)
+            if getattr(config.s3, f.name) != getattr(defaults, f.name)
+        }
+    )
     if s3:
         lines += ["", "[s3]", *s3]
     for watch in config.watches:

@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
@@ -42,7 +43,7 @@ from dgagent.engine.cache import ReferenceCache
 from dgagent.engine.store import DeltaStore
 from dgagent.errors import ConfigError, DgError
 from dgagent.settings import EngineSettings, from_env
-from dgagent.storage import parse_location
+from dgagent.storage import S3Storage, parse_location
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ class Agent:
         if requeued:
             log.info("resuming %d operations interrupted by the last stop", requeued)
         self._apply(self.config)
+        self._abort_orphan_uploads()
         self.workers = Workers(
             self.index,
             self.bus,
@@ -170,6 +172,25 @@ class Agent:
             self._release_lock()
             log.info("dg-agent stopped")
         return 0
+
+    def _abort_orphan_uploads(self) -> None:
+        """Multipart uploads a killed agent left behind: everything started before this start."""
+        before = datetime.fromtimestamp(self.started, tz=UTC)
+        for target in self.targets().values():
+            storage = target.store.storage
+            if not isinstance(storage, S3Storage):
+                continue
+            try:
+                keys = storage.abort_stale_uploads(target.prefix, before)
+            except DgError as exc:
+                log.warning(
+                    "could not look for unfinished uploads in %s: %s", target.watch.url, exc
+                )
+                continue
+            if keys:
+                log.info(
+                    "aborted %d unfinished multipart uploads in %s", len(keys), target.watch.url
+                )
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:

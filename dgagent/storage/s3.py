@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -314,6 +315,26 @@ class S3Storage:
             self.client.delete_object(Bucket=self.bucket, Key=key)
         except S3_ERRORS as exc:
             raise translate(exc, self._what(key)) from exc
+
+    def abort_stale_uploads(self, prefix: str, before: datetime) -> list[str]:
+        """Abort multipart uploads under ``prefix`` started before ``before``; their keys.
+
+        A process killed mid-upload leaves its parts behind (billed, invisible). Uploads started
+        later may belong to a live writer and are left alone.
+        """
+        aborted: list[str] = []
+        try:
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] < before:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                        aborted.append(upload["Key"])
+        except S3_ERRORS as exc:
+            raise translate(exc, self._what(prefix)) from exc
+        return aborted
 
 
 def list_buckets(options: S3Options) -> list[str]:
