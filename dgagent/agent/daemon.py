@@ -292,18 +292,9 @@ class Agent:
 
     def _supervise_watcher(self) -> None:
         roots = {name: t.watch.dir for name, t in self.targets().items()}
-        missing = {n for n, s in self.watcher.states.items() if s == "root missing"}
-        back = any(roots[n].is_dir() for n in missing if n in roots)
-        gone = any(
-            not roots[n].is_dir()
-            for n, s in self.watcher.states.items()
-            if s == "watching" and n in roots
-        )
-        if (back or gone or not self.watcher.alive()) and self.watcher.watch(roots):
+        if (self.watcher.stale() or not self.watcher.alive()) and self.watcher.watch(roots):
             self.bus.publish("watch.state", dict(self.watcher.states))
             self.request_scan(None)
-        elif not self.watcher.alive():
-            self.watcher.watch(roots)
 
     def _take_hints(self) -> None:
         targets = self.targets()
@@ -480,6 +471,7 @@ class Agent:
             "uploading": counts.get("uploading", 0),
             "done": counts.get("stored", 0),
             "failed": counts.get("failed", 0),
+            "retrying": self.index.retrying(),
             "watches": watches,
             "cache": {"hits": self.cache.hits, "misses": self.cache.misses},
             "bytes": {"original": original, "stored": stored, "saved": original - stored},

@@ -151,6 +151,14 @@ class Index:
             rows = self._db.execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall()
         return {state: n for state, n in rows}
 
+    def retrying(self) -> int:
+        """Queued operations waiting out a backoff after a failed attempt."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM files WHERE state='queued' AND attempts>0"
+            ).fetchone()
+        return int(row[0])
+
     def totals(self) -> dict[str, dict[str, int]]:
         """Per watch: files stored, original and stored bytes."""
         sql = (

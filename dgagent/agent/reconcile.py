@@ -90,10 +90,14 @@ def deletions(
     if not scanned.files:
         why = f"{watch.dir} is empty; refusing to delete all {len(gone)} stored files"
         return DeleteDecision([], why + " (remove them with dg-agent rm if that is intended)")
-    if len(gone) > max_fraction * len(stored):
+    # A rename keeps size and mtime: content that only moved is not a loss, so it does not
+    # count against the share of files allowed to go (a renamed folder is not a mass delete).
+    appeared = {(st.st_size, st.st_mtime_ns) for p, st in scanned.files.items() if p not in stored}
+    lost = [p for p in gone if (tracked[p].size, tracked[p].mtime_ns) not in appeared]
+    if len(lost) > max_fraction * len(stored):
         return DeleteDecision(
             [],
-            f"{len(gone)} of {len(stored)} stored files of {watch.dir} are gone, more than the "
+            f"{len(lost)} of {len(stored)} stored files of {watch.dir} are gone, more than the "
             f"max_delete_fraction {max_fraction}; nothing is deleted (raise the limit in the "
             "config or remove them with dg-agent rm)",
         )

@@ -66,6 +66,7 @@ class Watcher:
         self.hints: queue.SimpleQueue[Hint] = queue.SimpleQueue()
         self._observer: BaseObserver | None = None
         self._roots: dict[str, Path] = {}
+        self._identity: dict[str, tuple[int, int] | None] = {}
         self._lock = threading.Lock()
         self.states: dict[str, str] = {}
 
@@ -73,11 +74,7 @@ class Watcher:
         """(Re)schedule exactly these roots; returns True when the observer was rebuilt."""
         with self._lock:
             alive = self._observer is not None and self._observer.is_alive()
-            if (
-                alive
-                and roots == self._roots
-                and all(self.states.get(n) == "watching" for n in roots)
-            ):
+            if alive and roots == self._roots and not self._stale_locked():
                 return False
             self._stop_locked()
             observer = Observer()
@@ -96,7 +93,17 @@ class Watcher:
             observer.start()
             self._observer = observer
             self._roots = dict(roots)
+            self._identity = {name: _identity(root) for name, root in roots.items()}
             return True
+
+    def stale(self) -> bool:
+        """A root vanished, appeared, or was replaced by a new folder of the same name (a clean
+        build): its inotify watch no longer sees it, so the observer must be rebuilt."""
+        with self._lock:
+            return self._stale_locked()
+
+    def _stale_locked(self) -> bool:
+        return any(_identity(root) != self._identity.get(n) for n, root in self._roots.items())
 
     def alive(self) -> bool:
         with self._lock:
@@ -111,3 +118,11 @@ class Watcher:
             self._observer.stop()
             self._observer.join(timeout=5)
             self._observer = None
+
+
+def _identity(root: Path) -> tuple[int, int] | None:
+    try:
+        st = root.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if root.is_dir() else None
