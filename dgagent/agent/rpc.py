@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from dgagent.agent import config as config_file
 from dgagent.agent.config import Watch
 from dgagent.agent.server import RpcError
-from dgagent.cli.paths import folder_prefix
+from dgagent.cli.paths import folder_prefix, local_path_for
 from dgagent.engine import keys
 from dgagent.engine.store import DeltaStore, Entry
 from dgagent.errors import ConfigError
@@ -232,7 +232,7 @@ def handlers(agent: Agent) -> dict[str, Handler]:  # noqa: PLR0915 (one table of
         for target in agent.targets().values():
             if target.store.storage.url == store.storage.url and key.startswith(target.prefix):
                 relative = keys.logical_key(key)[len(target.prefix) :]
-                return write_out(store, key, target.watch.dir / relative)
+                return write_out(store, key, local_path_for(target.watch.dir, relative))
         raise RpcError(-32003, f"{url} is not under a watched folder's URL; use download")
 
     def delete(params: dict[str, Any]) -> Any:
