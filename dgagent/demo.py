@@ -168,8 +168,9 @@ def run(argv: list[str] | None = None) -> int:
         dg("stop")
     else:
         print(f"\nThe agent keeps running: write more files into {releases} and watch them")
-        print(f"go through. To use dg-agent with the demo's agent: source {work / 'env.sh'}")
-        print("then: .venv/bin/dg-agent status   and, to end it:   .venv/bin/dg-agent stop")
+        print(f"go through in the terminal UI. In another terminal: source {work / 'env.sh'}")
+        print("  .venv/bin/dg-tui              # live queue, ratios, browse/restore/verify")
+        print("  .venv/bin/dg-agent status     # and, to end the demo: .venv/bin/dg-agent stop")
     return 0
 
 

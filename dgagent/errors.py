@@ -11,6 +11,7 @@ either.
     ├── IntegrityError (ValueError)       a SHA-256 or size check failed: data is not what it claims
     ├── ReservedNameError (ValueError)    a user file would clobber reference.bin or a *.delta
     ├── NotFoundError (FileNotFoundError) no such object, bucket or local file
+    ├── UnreadableError (PermissionError) a local file exists but cannot be read
     ├── StorageError (OSError)            the store refused or failed a request
     │   ├── AccessDeniedError (PermissionError)   credentials are missing or not allowed
     │   ├── PreconditionFailedError       a conditional create lost to an existing object
@@ -47,6 +48,10 @@ class ReservedNameError(DgError, ValueError):
 
 class NotFoundError(DgError, FileNotFoundError):
     """The named object, bucket or local file does not exist."""
+
+
+class UnreadableError(DgError, PermissionError):
+    """A local file exists but this user cannot read it."""
 
 
 class StorageError(DgError, OSError):

@@ -43,9 +43,23 @@ class EngineSettings:
     """Upper bound of xdelta3's source window (-B): memory use grows with it."""
     cache_dir: Path = field(default_factory=default_cache_dir)
     cache_max_bytes: int = 4 * 1024 * MIB
+    codec: str = "compat"
+    """``compat`` (DeltaGlider-readable deltas) or ``archive`` (deltas of expanded zip/gzip)."""
+
+    def with_codec(self, value: str | None) -> EngineSettings:
+        return self if value is None else replace(self, codec=check_codec(value, "--codec"))
 
     def with_max_ratio(self, value: float | None) -> EngineSettings:
         return self if value is None else replace(self, max_ratio=check_ratio(value, "--max-ratio"))
+
+
+CODECS = ("compat", "archive")
+
+
+def check_codec(value: str, source: str) -> str:
+    if value not in CODECS:
+        raise ConfigError(f"{source} must be one of {', '.join(CODECS)}, got {value!r}")
+    return value
 
 
 def check_ratio(value: float, source: str) -> float:
@@ -95,7 +109,7 @@ def parse_extensions(text: str, source: str) -> tuple[str, ...]:
 
 def from_env(env: Mapping[str, str] | None = None) -> EngineSettings:
     """Defaults overridden by DG_MAX_RATIO, DG_DELTA_EXTENSIONS, DG_XDELTA_LEVEL,
-    DG_WINDOW_BUDGET, DG_CACHE_DIR and DG_CACHE_MAX_SIZE."""
+    DG_WINDOW_BUDGET, DG_CACHE_DIR, DG_CACHE_MAX_SIZE and DG_CODEC."""
     env = os.environ if env is None else env
     settings = EngineSettings()
     ratio = _float(env, "DG_MAX_RATIO")
@@ -117,4 +131,6 @@ def from_env(env: Mapping[str, str] | None = None) -> EngineSettings:
     cap = _size(env, "DG_CACHE_MAX_SIZE")
     if cap is not None:
         settings = replace(settings, cache_max_bytes=cap)
+    if env.get("DG_CODEC"):
+        settings = replace(settings, codec=check_codec(env["DG_CODEC"], "DG_CODEC"))
     return settings

@@ -93,7 +93,13 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         path.mkdir(parents=True)
         monkeypatch.setenv(var, str(path))
     monkeypatch.setenv("DG_CACHE_DIR", str(tmp_path / "xdg" / "dg-cache"))
-    for var in ("DG_MAX_RATIO", "DG_DELTA_EXTENSIONS", "DG_XDELTA_LEVEL", "DG_LOG_LEVEL"):
+    for var in (
+        "DG_MAX_RATIO",
+        "DG_DELTA_EXTENSIONS",
+        "DG_XDELTA_LEVEL",
+        "DG_LOG_LEVEL",
+        "DG_CODEC",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 

@@ -16,6 +16,7 @@
     delete = false                # mirror local deletions (guarded)
     exclude = ["*.log"]
     max_ratio = 0.5               # optional, else DG_MAX_RATIO or 0.5
+    codec = "archive"             # optional: compat (default, DeltaGlider-readable) or archive
 
 Unknown keys and wrong types are errors (exit code 78 for the service), never silently ignored.
 """
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from dgagent.errors import ConfigError
+from dgagent.settings import check_codec
 from dgagent.storage import S3Options, is_store_url
 
 
@@ -42,6 +44,8 @@ class Watch:
     delete: bool = False
     exclude: tuple[str, ...] = ()
     max_ratio: float | None = None
+    codec: str | None = None
+    """``compat`` or ``archive``; None: DG_CODEC, else compat."""
 
     @property
     def name(self) -> str:
@@ -102,6 +106,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "part_size": (int,),
     "dir": (str,),
     "url": (str,),
+    "codec": (str,),
     "delete": (bool,),
     "exclude": (list,),
     "max_ratio": (int, float),
@@ -147,6 +152,9 @@ def _watch(path: Path, raw: Any, number: int) -> Watch:
         delete=values.get("delete", False),
         exclude=tuple(exclude),
         max_ratio=float(ratio) if ratio is not None else None,
+        codec=check_codec(values["codec"], f"{path}: watch #{number} codec")
+        if "codec" in values
+        else None,
     )
 
 

@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import queue
+import shutil
 import signal
 import stat
 import threading
@@ -37,7 +38,7 @@ from dgagent.agent.rpc import handlers
 from dgagent.agent.server import RpcServer
 from dgagent.agent.settle import Settler
 from dgagent.agent.watcher import Hint, Watcher
-from dgagent.agent.workers import Target, Workers
+from dgagent.agent.workers import Target, Workers, disk_full
 from dgagent.cli.paths import folder_prefix
 from dgagent.engine.cache import ReferenceCache
 from dgagent.engine.store import DeltaStore
@@ -53,6 +54,8 @@ BURST = 2000
 TIME_JUMP = 5.0
 """A tick this late means the process was stopped or the machine slept: scan."""
 EXIT_ALREADY_RUNNING = 1
+DISK_RECHECK = 5.0
+DISK_FREE_TO_RESUME = 32 * 1024 * 1024
 
 
 class AlreadyRunningError(DgError):
@@ -76,6 +79,9 @@ class Agent:
         self.last_scan: dict[str, float] = {}
         self.paused_watches: set[str] = set()
         self.paused_all = False
+        self.disk_full: str | None = None
+        """Why uploads are paused for lack of space (None: they are not)."""
+        self._disk_full_at = 0.0
         self._targets: dict[str, Target] = {}
         self._scan_due: dict[str | None, float] = {}
         self._scanning = False
@@ -127,6 +133,7 @@ class Agent:
             count=self.config.agent.workers,
             settle_seconds=self.config.agent.settle_seconds,
             on_permanent=self._note,
+            on_disk_full=self._on_disk_full,
         )
         server = RpcServer(
             self.paths.socket,
@@ -250,7 +257,32 @@ class Agent:
             return dict(self._targets)
 
     def paused(self) -> set[str]:
-        return set(self._targets) if self.paused_all else set(self.paused_watches)
+        if self.paused_all or self.disk_full:
+            return set(self._targets)
+        return set(self.paused_watches)
+
+    def _on_disk_full(self, message: str) -> None:
+        """Stop taking work until there is space again, rather than failing every file."""
+        with self._lock:
+            first = self.disk_full is None
+            self.disk_full = message
+            self._disk_full_at = time.monotonic()
+        if first:
+            log.error("pausing: %s; uploads resume once space is freed", message)
+            self.bus.publish("agent.paused", {"watch": None, "reason": f"disk full: {message}"})
+
+    def _check_disk_space(self) -> None:
+        if self.disk_full is None or time.monotonic() - self._disk_full_at < DISK_RECHECK:
+            return
+        folders = (self.settings.cache_dir.parent, self.paths.state_dir)
+        free = min(shutil.disk_usage(f).free for f in folders if f.exists())
+        if free >= DISK_FREE_TO_RESUME:
+            log.info("disk space is back (%d MiB free); resuming", free // 2**20)
+            self.disk_full = None
+            self.bus.publish("agent.resumed", {"watch": None, "reason": "disk space is back"})
+            self.workers.wake()
+        else:
+            self._disk_full_at = time.monotonic()
 
     def _note(self, watch: str, message: str) -> None:
         self.notes[watch] = message
@@ -280,9 +312,16 @@ class Agent:
             if now - last_roots > 2.0:
                 last_roots = now
                 self._supervise_watcher()
-            self._take_hints()
-            self._run_due_scans()
-            self._settle()
+            try:
+                self._take_hints()
+                self._run_due_scans()
+                self._settle()
+                self._check_disk_space()
+            except Exception as exc:  # the loop must outlive a full disk or a bug in one tick
+                if disk_full(exc):
+                    self._on_disk_full(str(exc))
+                else:
+                    log.exception("error in the agent loop; continuing")
             if ping is not None and now - last_ping > ping and self._healthy():
                 sd_notify("WATCHDOG=1")
                 last_ping = now
@@ -464,7 +503,8 @@ class Agent:
             "started": self.started,
             "uptime": round(time.time() - self.started, 1),
             "idle": self.idle(),
-            "paused": self.paused_all,
+            "paused": self.paused_all or self.disk_full is not None,
+            "disk_full": self.disk_full,
             "scanning": self._scanning,
             "settling": len(self.settler),
             "queued": counts.get("queued", 0),

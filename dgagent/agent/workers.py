@@ -9,6 +9,7 @@ loop. A file that changed while it was being stored simply goes round again.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import random
 import threading
@@ -29,6 +30,7 @@ from dgagent.errors import (
     NotFoundError,
     ReservedNameError,
     ToolMissingError,
+    UnreadableError,
     UnsafePathError,
 )
 
@@ -37,7 +39,27 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
-PERMANENT = (AccessDeniedError, ConfigError, ReservedNameError, ToolMissingError, UnsafePathError)
+PERMANENT = (
+    AccessDeniedError,
+    ConfigError,
+    ReservedNameError,
+    ToolMissingError,
+    UnreadableError,
+    UnsafePathError,
+)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether a failure (or anything in its cause chain) is a full disk or quota."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(seen).lower()
+        if "no space left" in text or "disk is full" in text or "database or disk is full" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def backoff(attempt: int) -> float:
@@ -68,6 +90,7 @@ class Workers:
         count: int,
         settle_seconds: float,
         on_permanent: Callable[[str, str], None],
+        on_disk_full: Callable[[str], None],
     ) -> None:
         self.index = index
         self.bus = bus
@@ -76,6 +99,7 @@ class Workers:
         self.count = count
         self.settle_seconds = settle_seconds
         self.on_permanent = on_permanent
+        self.on_disk_full = on_disk_full
         self._wake = threading.Condition()
         self._taking = True
         self._threads: list[threading.Thread] = []
@@ -122,12 +146,22 @@ class Workers:
                 self._active += 1
             try:
                 self._run(rows[0])
-            except Exception:  # a bug must not kill the worker: the row is retried later
-                log.exception("unexpected failure on %s/%s", rows[0].watch, rows[0].path)
-                self.index.retry_later(rows[0].watch, rows[0].path, 60.0, "internal error")
+            except Exception as exc:  # noqa: BLE001 (a bug or a full disk must not kill the worker)
+                self._unexpected(rows[0], exc)
             finally:
                 with self._lock:
                     self._active -= 1
+
+    def _unexpected(self, row: Row, exc: Exception) -> None:
+        if disk_full(exc):
+            self.on_disk_full(str(exc))
+        else:
+            log.error("unexpected failure on %s/%s", row.watch, row.path, exc_info=exc)
+        try:
+            self.index.requeue(row.watch, row.path, 5.0, str(exc))
+        except Exception as again:  # noqa: BLE001 (the index itself may be on the full disk)
+            log.warning("cannot record the failure of %s/%s yet: %s", row.watch, row.path, again)
+            time.sleep(1.0)
 
     def _run(self, row: Row) -> None:
         target = self.targets().get(row.watch)
@@ -153,7 +187,9 @@ class Workers:
         self.bus.publish(
             "file.uploading", {"watch": row.watch, "path": row.path, "size": st.st_size}
         )
-        result = target.store.put(source, target.key(row.path), max_ratio=target.watch.max_ratio)
+        result = target.store.put(
+            source, target.key(row.path), max_ratio=target.watch.max_ratio, codec=target.watch.codec
+        )
         stored = result.stored_size + result.reference_size
         self.index.stored(
             row.watch,
@@ -224,6 +260,10 @@ class Workers:
         source = target.watch.dir / row.path
         if row.op != "delete" and not source.exists():
             self.index.cancel(row.watch, row.path)
+            return
+        if disk_full(exc):
+            self.on_disk_full(message)
+            self.index.requeue(row.watch, row.path, 1.0, message)  # not the file's fault
             return
         changed = isinstance(exc, IntegrityError) and "changed while" in message
         permanent = isinstance(exc, PERMANENT) or (

@@ -185,7 +185,9 @@ def run_watch(args: argparse.Namespace, session: Session) -> int:
     parse_location(args.url)  # checks the URL's form
     if args.max_ratio is not None and not 0 <= args.max_ratio <= 1:
         raise ConfigError(f"--max-ratio must be between 0 and 1, got {args.max_ratio}")
-    watch = Watch(folder, args.url, args.delete, tuple(args.exclude or ()), args.max_ratio)
+    watch = Watch(
+        folder, args.url, args.delete, tuple(args.exclude or ()), args.max_ratio, args.codec
+    )
     config_file.save(path, config_file.with_watch(current, watch))
     note = "" if folder.is_dir() else f" ({folder} does not exist yet; it is watched once it does)"
     print(f"watching {folder} → {args.url}{note}{_notify_agent()}")
@@ -199,6 +201,7 @@ def _watch_record(w: Watch) -> dict[str, Any]:
         "delete": w.delete,
         "exclude": list(w.exclude),
         "max_ratio": w.max_ratio,
+        "codec": w.codec,
     }
 
 
@@ -249,6 +252,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--delete", action="store_true", help="mirror local deletions (guarded)")
     add.add_argument("--exclude", action="append", metavar="PATTERN", help="skip matching paths")
     add.add_argument("--max-ratio", type=float, help="largest delta/file ratio worth keeping")
+    add.add_argument(
+        "--codec",
+        choices=("compat", "archive"),
+        help="compat (default; DeltaGlider-readable) or archive (smaller zip/gzip deltas, "
+        "read only by dg-agent)",
+    )
     remove = verbs.add_parser("remove", help="stop watching DIR (stored files stay)")
     remove.add_argument("dir")
     listing = verbs.add_parser("list", help="the watched folders")

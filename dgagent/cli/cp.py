@@ -27,6 +27,7 @@ def run(args: argparse.Namespace, session: Session) -> int:
     if not is_store_url(src) and not is_store_url(dst):
         raise ConfigError("one of SRC and DST must be a store URL (s3://… or file:///…)")
     filters = Filters(args.filters)
+    session.settings = session.settings.with_codec(args.codec)
     if is_store_url(dst):
         outcome = _upload(args, session, filters)
     else:
@@ -116,6 +117,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argpar
     p.add_argument("-r", "--recursive", action="store_true", help="copy folders")
     p.add_argument("--no-delta", action="store_true", help="store files whole (direct)")
     p.add_argument("--max-ratio", type=float, help="largest delta/file ratio worth keeping")
+    p.add_argument(
+        "--codec",
+        choices=("compat", "archive"),
+        help="compat (default; DeltaGlider-readable) or archive (deltas of expanded zip/gzip "
+        "members: smaller, read only by dg-agent); default DG_CODEC or compat",
+    )
     p.add_argument("--dryrun", action="store_true", help="show what would be copied")
     p.add_argument("--json", action="store_true", help="print one JSON document of results")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")

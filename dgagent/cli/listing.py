@@ -21,6 +21,7 @@ def entry_record(entry: Entry, url: str) -> dict[str, Any]:
         "url": url,
         "stored_key": entry.stored_key,
         "kind": entry.kind.value if entry.kind else None,
+        "codec": entry.codec,
         "original_size": original,
         "stored_size": entry.stored_size,
         "ratio": round(entry.stored_size / original, 6) if original else None,
@@ -63,6 +64,8 @@ def run_ls(args: argparse.Namespace, session: Session) -> int:
             print(f"{'PRE':>44} {row.key[cut:]}")
             continue
         shown = row.key[cut:]
+        if row.codec not in (None, "compat"):
+            shown += f"  [{row.codec}]"  # deltas only dg-agent can read
         ratio = percent(row.stored_size, row.original_size) if row.original_size else "-"
         print(
             f"{when(row.info.last_modified)} {size(row.original_size):>10} "
@@ -84,6 +87,8 @@ class SpaceTotals:
     original: int = 0
     stored: int = 0
     reference: int = 0
+    archive: int = 0
+    """Files stored as archive-codec deltas (readable by dg-agent only)."""
 
     @property
     def saved(self) -> int:
@@ -99,6 +104,7 @@ class SpaceTotals:
             "reference_bytes": self.reference,
             "saved_bytes": self.saved,
             "saved_percent": round(100 * self.saved / self.original, 2) if self.original else 0.0,
+            "archive_files": self.archive,
         }
 
 
@@ -116,6 +122,7 @@ def gather_stats(session: Session, url: str) -> dict[str, SpaceTotals]:
             space.files += 1
             space.original += entry.original_size or entry.stored_size
             space.stored += entry.stored_size
+            space.archive += entry.codec not in (None, "compat")
     return dict(sorted(spaces.items()))
 
 
@@ -128,6 +135,7 @@ def run_stats(args: argparse.Namespace, session: Session) -> int:
         total.original += space.original
         total.stored += space.stored
         total.reference += space.reference
+        total.archive += space.archive
     if args.json:
         print_json(
             {
@@ -137,13 +145,16 @@ def run_stats(args: argparse.Namespace, session: Session) -> int:
             }
         )
         return 0
-    print(f"{'DeltaSpace':<40} {'files':>6} {'original':>11} {'stored':>11} {'saved':>7}")
+    print(
+        f"{'DeltaSpace':<40} {'files':>6} {'original':>11} {'stored':>11} {'saved':>7} "
+        f"{'archive':>7}"
+    )
     rows = [(name[cut:] or ".", space) for name, space in spaces.items()]
     for name, space in [*rows, ("TOTAL", total)]:
         stored = space.stored + space.reference
         print(
             f"{name:<40} {space.files:>6} {human(space.original):>11} "
-            f"{human(stored):>11} {percent(space.saved, space.original):>7}"
+            f"{human(stored):>11} {percent(space.saved, space.original):>7} {space.archive:>7}"
         )
     return 0
 

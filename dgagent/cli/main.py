@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dgagent import __version__
-from dgagent.cli import agent_cmds, cp, listing, remove, sync
+from dgagent.cli import agent_cmds, completion, cp, listing, migrate, putget, remove, sync
 from dgagent.cli.common import Session, add_store_options
 from dgagent.errors import ConfigError, DgError
 
@@ -46,12 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     parsers = [cp.register(sub), *listing.register(sub), sync.register(sub)]
+    parsers += [*putget.register(sub), migrate.register(sub)]
     remove.register(sub)
     agent_cmds.register(sub)
     parsers.extend(sub.choices[name] for name in ("rm", "verify"))
     for p in parsers:
         add_store_options(p)
-    for p in (sub.choices["cp"], sub.choices["sync"]):
+    for p in (sub.choices["cp"], sub.choices["sync"], sub.choices["migrate"]):
         p.add_argument(
             "--exclude",
             action=_Filter,
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="PATTERN",
             help="keep paths matching PATTERN despite an earlier --exclude",
         )
+    completion.register(sub, parser)
     return parser
 
 

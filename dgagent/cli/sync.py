@@ -70,6 +70,7 @@ def run(args: argparse.Namespace, session: Session) -> int:
     if is_store_url(args.src) == is_store_url(args.dst):
         raise ConfigError("sync needs one local folder and one store URL (s3://… or file:///…)")
     filters = Filters(args.filters)
+    session.settings = session.settings.with_codec(args.codec)
     quiet = args.json or args.quiet
     if is_store_url(args.dst):
         outcome = _to_store(args, session, filters, quiet)
@@ -202,6 +203,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argpar
     p.add_argument("--size-only", action="store_true", help="compare sizes only")
     p.add_argument("--no-delta", action="store_true", help="store files whole (direct)")
     p.add_argument("--max-ratio", type=float, help="largest delta/file ratio worth keeping")
+    p.add_argument(
+        "--codec",
+        choices=("compat", "archive"),
+        help="compat (default; DeltaGlider-readable) or archive (deltas of expanded zip/gzip "
+        "members: smaller, read only by dg-agent); default DG_CODEC or compat",
+    )
     p.add_argument("--dryrun", action="store_true", help="show what would be done")
     p.add_argument("--json", action="store_true", help="print one JSON document of results")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")

@@ -21,6 +21,10 @@ TOOL = f"dg-agent/{__version__}"
 ZERO_DIFF_NOTE = "zero-diff (reference identical)"
 MTIME_KEY = "dg-agent-mtime"
 """Our own key: the source file's mtime (seconds, decimal), so sync can compare without guessing."""
+CODEC_KEY = "dg-agent-codec"
+"""Our own key on deltas of a codec other than plain xdelta3 (``archive-v1``); absent: compat."""
+ZLIB_KEY = "dg-agent-zlib"
+"""Informational: the zlib version that expanded an archive-codec delta's members."""
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Everything printable in ASCII except '%' stays readable; the rest is percent-encoded.
@@ -89,7 +93,11 @@ def delta_metadata(
     delta_size: int,
     zero_diff: bool,
     mtime: float | None,
+    codec: str | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
+    """Delta metadata; a ``codec`` (not compat) is recorded under ``dg-agent-codec``, and the
+    upstream keys stay, so DeltaGlider decodes, fails its SHA-256 check and writes nothing."""
     meta = _common(name, sha256, size, mtime)
     meta.update(
         {
@@ -103,6 +111,10 @@ def delta_metadata(
             "dg-note": ZERO_DIFF_NOTE if zero_diff else "delta",
         }
     )
+    if codec is not None:
+        meta[CODEC_KEY] = codec
+        meta["dg-delta-cmd"] = ascii_value(f"{codec}: expand, xdelta3 -e -9 -D -R, see dg-agent")
+    meta.update(extra or {})
     return meta
 
 
@@ -142,6 +154,8 @@ class StoredMeta:
     tool: str | None
     note: str | None
     mtime: float | None
+    codec: str | None = None
+    """``dg-agent-codec``: None for compat (plain xdelta3) deltas and every other kind."""
 
     @property
     def zero_diff(self) -> bool:
@@ -186,6 +200,7 @@ def parse_metadata(key: str, meta: Mapping[str, str]) -> StoredMeta:
         tool=tool,
         note=note,
         mtime=mtime,
+        codec=lower.get(CODEC_KEY) or None,
     )
 
 

@@ -14,16 +14,18 @@ import logging
 import os
 import posixpath
 import tempfile
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from dgagent.engine import keys
+from dgagent.engine import archive, keys
 from dgagent.engine.cache import ReferenceCache
 from dgagent.engine.codec import Xdelta3, looks_compressed
 from dgagent.engine.metadata import (
+    ZLIB_KEY,
     Kind,
     StoredMeta,
     delta_metadata,
@@ -33,6 +35,7 @@ from dgagent.engine.metadata import (
     reference_metadata,
 )
 from dgagent.errors import (
+    CacheError,
     CodecError,
     DgError,
     IntegrityError,
@@ -40,12 +43,17 @@ from dgagent.errors import (
     PreconditionFailedError,
     ReservedNameError,
     StorageError,
+    UnreadableError,
 )
 from dgagent.fileio import HashingWriter, atomic_output, sha256_file
 from dgagent.settings import EngineSettings
 from dgagent.storage.base import ObjectInfo, Prefix, Progress, Storage, check_key
 
 log = logging.getLogger(__name__)
+
+COMPAT = "compat"
+CHEAP_COMPAT_BYTES = 32 * 1024**2
+"""Under the archive codec, files up to this size also get a compat delta to compare with."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,8 @@ class PutResult:
     sha256: str
     cache_hit: bool | None
     """Whether the reference came from the cache; None when no reference was read."""
+    codec: str | None = None
+    """For a delta: ``compat`` or ``archive-v1``; None for a direct file."""
 
     @property
     def ratio(self) -> float:
@@ -95,6 +105,13 @@ class Entry:
             return self.meta.file_size
         return None if keys.is_delta(self.stored_key) else self.stored_size
 
+    @property
+    def codec(self) -> str | None:
+        """``compat`` or ``archive-v1`` for a delta whose metadata was read, else None."""
+        if self.meta is None or self.meta.kind is not Kind.DELTA:
+            return None
+        return self.meta.codec or COMPAT
+
 
 @dataclass(frozen=True)
 class GetResult:
@@ -125,6 +142,9 @@ class DeltaStore:
             level=settings.xdelta_level, window_budget=settings.window_budget
         )
         self._work_root = settings.cache_dir.parent / "work"
+        self.expanded_cache = ReferenceCache(
+            settings.cache_dir.parent / "expanded", max_bytes=settings.cache_max_bytes
+        )
 
     def url(self, key: str) -> str:
         return f"{self.storage.url}/{key}"
@@ -150,8 +170,12 @@ class DeltaStore:
         delta: bool = True,
         max_ratio: float | None = None,
         progress: Progress | None = None,
+        codec: str | None = None,
     ) -> PutResult:
-        """Store a local file under logical ``key`` (delta when eligible and worth it)."""
+        """Store a local file under logical ``key`` (delta when eligible and worth it).
+
+        ``codec`` (default: the settings') is ``compat`` or ``archive`` (docs/archive-codec.md).
+        """
         check_key(key)
         keys.check_user_key(key)
         try:
@@ -161,6 +185,10 @@ class DeltaStore:
             raise NotFoundError(f"{source} does not exist (it may have been moved away)") from exc
         except IsADirectoryError as exc:
             raise NotFoundError(f"{source} is a directory; use -r to copy folders") from exc
+        except PermissionError as exc:
+            raise UnreadableError(
+                f"cannot read {source}: permission denied; make it readable by this user"
+            ) from exc
         limit = self.settings.max_ratio if max_ratio is None else max_ratio
         name = posixpath.basename(key)
         result: PutResult | None = None
@@ -172,7 +200,7 @@ class DeltaStore:
                 size=size,
                 mtime=before.st_mtime,
                 limit=limit,
-                progress=progress,
+                archive_codec=(codec or self.settings.codec) == "archive",
             )
         if result is None:
             meta = direct_metadata(name=name, sha256=sha, size=size, mtime=before.st_mtime)
@@ -181,6 +209,16 @@ class DeltaStore:
         self._check_unchanged(source, before, result)
         sibling = keys.delta_key(key) if result.kind is Kind.DIRECT else key
         self.storage.delete(sibling)  # the other form of this name is now stale
+        log.debug(
+            "put %s: %s as %s, %d of %d bytes (reference created: %d bytes, cache hit: %s)",
+            key,
+            result.kind.value,
+            result.stored_key,
+            result.stored_size,
+            result.original_size,
+            result.reference_size,
+            result.cache_hit,
+        )
         return result
 
     def _check_unchanged(self, source: Path, before: os.stat_result, result: PutResult) -> None:
@@ -207,18 +245,24 @@ class DeltaStore:
         size: int,
         mtime: float,
         limit: float,
-        progress: Progress | None,
+        archive_codec: bool,
     ) -> PutResult | None:
         """Store ``source`` as a delta, or return None when it should be stored direct."""
         ref_key = keys.reference_key(keys.deltaspace_of(key))
         name = posixpath.basename(key)
-        with self._workdir() as work, self._delta_base(source, key, sha, size, work) as base:
+        with contextlib.ExitStack() as stack:
+            work = stack.enter_context(self._workdir())
+            expanded = self._expand_target(source, work) if archive_codec else None
+            base = stack.enter_context(
+                self._delta_base(source, key, sha, size, work, expanded=expanded)
+            )
             if base is None:
                 return None
             created = size if base.created else 0
-            delta_path = work / "out.delta"
-            if not self._encode_checked(base.path, source, delta_path, work, sha):
+            chosen = self._choose_delta(base, source, expanded, work, sha=sha, limit=limit * size)
+            if chosen is None:
                 return None
+            delta_path, codec = chosen
             delta_size = delta_path.stat().st_size
             if not created and delta_size > limit * size:
                 log.info(
@@ -237,25 +281,81 @@ class DeltaStore:
                 delta_size=delta_size,
                 zero_diff=base.created,
                 mtime=mtime,
+                codec=None if codec == COMPAT else codec,
+                extra={ZLIB_KEY: zlib.ZLIB_RUNTIME_VERSION} if codec != COMPAT else None,
             )
             stored = keys.delta_key(key)
             self.storage.upload(stored, delta_path, meta)
             if not self._reference_still_there(ref_key, base):
                 self.storage.delete(stored)
                 return None
-        return PutResult(key, stored, Kind.DELTA, size, delta_size, created, sha, base.hit)
+        return PutResult(key, stored, Kind.DELTA, size, delta_size, created, sha, base.hit, codec)
+
+    def _expand_target(self, source: Path, work: Path) -> Path | None:
+        """The expanded form of ``source``, or None when it has nothing zlib reproduces."""
+        if archive.sniff(source) is None:
+            return None
+        path = work / "target.expanded"
+        with path.open("wb") as f:
+            found = archive.expand_for_delta(source, f)
+        log.debug("%s: %s", source.name, found)
+        if found.members == 0:
+            log.info("%s: no member is reproducible by zlib; using the compat codec", source.name)
+            return None
+        return path
+
+    def _choose_delta(
+        self, base: _Ref, source: Path, expanded: Path | None, work: Path, *, sha: str, limit: float
+    ) -> tuple[Path, str] | None:
+        """The smallest checked delta among the codecs that apply, with its codec name.
+
+        Compat is not tried against gzip-like references (DeltaGlider could not read it), and,
+        when an archive delta exists, only for files up to CHEAP_COMPAT_BYTES or when the archive
+        delta is above the limit: for large wheels it is the expansion that pays.
+        """
+        found: list[tuple[int, Path, str]] = []
+        compressed_ref = looks_compressed(base.path)
+        # A new reference gets a zero-diff delta: compat (readable by DeltaGlider) unless the
+        # reference is gzip-like, which only the archive codec can decode against.
+        if expanded is not None and (compressed_ref or not base.created):
+            path = work / "archive.delta"
+            with self._expanded_reference(base, work, expanded if base.created else None) as ref:
+                if self._encode_archive_checked(ref, expanded, path, work, sha):
+                    found.append((path.stat().st_size, path, archive.CODEC))
+        elif expanded is not None:
+            self._remember_expansion(base.sha256, expanded)
+        size = source.stat().st_size
+        wanted = not found or size <= CHEAP_COMPAT_BYTES or found[0][0] > limit
+        if not compressed_ref and wanted:
+            path = work / "out.delta"
+            if self._encode_checked(base.path, source, path, work, sha):
+                found.append((path.stat().st_size, path, COMPAT))
+        if not found:
+            return None
+        # A compat delta wins ties: DeltaGlider can read it.
+        _, path, codec = min(found, key=lambda f: (f[0], f[2] != COMPAT))
+        return path, codec
 
     @contextlib.contextmanager
     def _delta_base(
-        self, source: Path, key: str, sha: str, size: int, work: Path
+        self,
+        source: Path,
+        key: str,
+        sha: str,
+        size: int,
+        work: Path,
+        *,
+        expanded: Path | None = None,
     ) -> Iterator[_Ref | None]:
         """The reference to diff against: created from ``source`` when the DeltaSpace has none
         (conditionally, so a racing writer's reference wins), else the existing one. None when
-        DeltaGlider could not decode deltas against it (gzip-like data)."""
+        DeltaGlider could not decode deltas against it (gzip-like data), unless the archive codec
+        has ``expanded`` the file: it expands such references itself (a gzip file becomes the
+        reference only once its expanded form is proven to rebuild it)."""
         ref_key = keys.reference_key(keys.deltaspace_of(key))
         ref = self.storage.head(ref_key)
         if ref is None:
-            if looks_compressed(source):
+            if looks_compressed(source) and not self._rebuilds(expanded, sha, work):
                 log.info("%s is gzip/bzip2/xz data: not made a reference, stored direct", key)
                 yield None
                 return
@@ -276,7 +376,7 @@ class DeltaStore:
                 return
         known = parse_metadata(ref_key, ref.metadata or {}).file_sha256
         with self._reference(ref_key, known if is_sha256(known) else None, work) as entry:
-            if looks_compressed(entry.path):
+            if looks_compressed(entry.path) and expanded is None:
                 log.info(
                     "%s is gzip/bzip2/xz data that DeltaGlider would unpack before "
                     "decoding; storing %s direct",
@@ -311,6 +411,97 @@ class DeltaStore:
                     return False
         recorded = parse_metadata(ref_key, now.metadata or {}).file_sha256
         return recorded is None or recorded == base.sha256
+
+    # ------------------------------------------------------- archive codec
+
+    def _index_path(self, ref_sha: str) -> Path:
+        """Where the SHA-256 of a reference's expanded form is noted (the cache is by content)."""
+        return self.expanded_cache.root / "index" / f"{ref_sha}.{archive.CODEC}"
+
+    def _remember_expansion(self, ref_sha: str, expanded: Path) -> None:
+        """Cache a reference's expanded form; it only saves work, so failures are warnings."""
+        try:
+            exp_sha, _ = sha256_file(expanded)
+            self.expanded_cache.add(exp_sha, expanded)
+            index = self._index_path(ref_sha)
+            index.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(dir=index.parent, prefix=".tmp-")
+            with os.fdopen(fd, "w") as f:
+                f.write(exp_sha)
+            os.replace(tmp, index)
+        except (DgError, OSError) as exc:
+            log.warning("could not cache the expanded reference: %s", exc)
+
+    @contextlib.contextmanager
+    def _expanded_reference(
+        self, ref: _Ref, work: Path, known: Path | None = None
+    ) -> Iterator[Path]:
+        """The reference's expanded form: ``known`` (just made from the same bytes), the cached
+        copy (checked against its SHA-256 on read), or a fresh expansion, which is cached."""
+        if known is not None:
+            self._remember_expansion(ref.sha256, known)
+            yield known
+            return
+        with contextlib.ExitStack() as stack:
+            path: Path | None = None
+            try:
+                noted = self._index_path(ref.sha256).read_text().strip()
+            except OSError:
+                noted = ""
+            if is_sha256(noted):
+
+                def fill(f: BinaryIO) -> None:
+                    archive.expand_for_delta(ref.path, f)
+
+                try:
+                    path = stack.enter_context(self.expanded_cache.reference(noted, fill)).path
+                except (IntegrityError, CacheError) as exc:
+                    log.warning("expanded reference cache: %s; expanding again", exc)
+            if path is None:
+                path = work / "reference.expanded"
+                with path.open("wb") as f:
+                    archive.expand_for_delta(ref.path, f)
+                self._remember_expansion(ref.sha256, path)
+            yield path
+
+    def _rebuilds(self, expanded: Path | None, sha: str, work: Path) -> bool:
+        """Whether ``expanded`` rebuilds to the file with SHA-256 ``sha``."""
+        if expanded is None:
+            return False
+        check = work / "check.rebuilt"
+        try:
+            with expanded.open("rb") as src, check.open("wb") as dest:
+                archive.rebuild(src, dest)
+            return sha256_file(check)[0] == sha
+        except IntegrityError as exc:
+            log.info("expanded form does not rebuild (%s)", exc)
+            return False
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                check.unlink()
+
+    def _encode_archive_checked(
+        self, reference: Path, target: Path, out: Path, work: Path, sha: str
+    ) -> bool:
+        """Encode expanded forms, then decode, rebuild and compare, as a reader will."""
+        self.codec.encode(reference, target, out)
+        check_expanded, check = work / "check.expanded", work / "check.out"
+        try:
+            self.codec.decode(reference, out, check_expanded)
+            with check_expanded.open("rb") as src, check.open("wb") as dest:
+                archive.rebuild(src, dest)
+            rebuilt, _ = sha256_file(check)
+        except (CodecError, IntegrityError) as exc:
+            log.warning("archive delta did not rebuild (%s); trying compat", exc)
+            return False
+        finally:
+            for path in (check_expanded, check):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        if rebuilt != sha:
+            log.warning("archive delta did not rebuild bit-exact; trying compat")
+            return False
+        return True
 
     def _add_to_cache(self, sha: str, source: Path) -> None:
         try:
@@ -404,6 +595,14 @@ class DeltaStore:
                     self.storage.download(obj.key, cast(BinaryIO, writer), progress=progress)
                 sha, size = writer.hexdigest(), writer.size
             self._check_rebuilt(obj, meta, sha, size)
+        log.debug(
+            "get %s: %s from %s, %d bytes, SHA-256 checked, cache hit: %s",
+            key,
+            meta.kind.value,
+            obj.key,
+            size,
+            hit,
+        )
         return GetResult(keys.logical_key(obj.key), obj.key, meta.kind, size, sha, hit, meta)
 
     def _check_rebuilt(self, obj: ObjectInfo, meta: StoredMeta, sha: str, size: int) -> None:
@@ -436,16 +635,35 @@ class DeltaStore:
                 f"{self.url(obj.key)} lacks a valid dg-ref-sha256 or dg-file-sha256, so its "
                 "rebuild cannot be checked; it was not read"
             )
+        if meta.codec not in (None, archive.CODEC):
+            raise CodecError(
+                f"{self.url(obj.key)} was made with codec {meta.codec!r}, which this dg-agent "
+                f"does not know (it reads {archive.CODEC}): upgrade dg-agent to read it"
+            )
         with self._workdir() as work:
             delta_path = work / "in.delta"
             with delta_path.open("wb") as f:
                 self.storage.download(obj.key, f)
             with self._reference(ref_key, meta.ref_sha256, work, fresh=fresh) as ref:
                 try:
-                    self.codec.rebuild(ref.path, delta_path, out)
+                    if meta.codec == archive.CODEC:
+                        self._rebuild_archive(ref, delta_path, out, work)
+                    else:
+                        self.codec.rebuild(ref.path, delta_path, out)
                 except CodecError as exc:
                     raise CodecError(f"{self.url(obj.key)}: {exc}") from exc
+                except IntegrityError as exc:
+                    raise IntegrityError(
+                        f"{self.url(obj.key)}: {exc}; no file was written"
+                    ) from exc
                 return ref.hit
+
+    def _rebuild_archive(self, ref: _Ref, delta: Path, out: Path, work: Path) -> None:
+        expanded = work / "out.expanded"
+        with self._expanded_reference(ref, work) as ref_expanded:
+            self.codec.decode(ref_expanded, delta, expanded)
+        with expanded.open("rb") as src, out.open("wb") as dest:
+            archive.rebuild(src, dest)
 
     def verify(self, key: str) -> GetResult:
         """Rebuild from what is stored (the reference too, not the cache) and check the SHA-256;

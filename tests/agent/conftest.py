@@ -31,6 +31,8 @@ class AgentProc:
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     logs: list[Path] = field(default_factory=list)
+    prefix: list[str] = field(default_factory=list)
+    """Run the agent under this command (e.g. setpriv to drop root's file capabilities)."""
 
     @property
     def config(self) -> Path:
@@ -57,7 +59,10 @@ class AgentProc:
         self.logs.append(log)
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [str(DG_AGENT), "run"], env=self.env, stdout=out, stderr=subprocess.STDOUT
+                [*self.prefix, str(DG_AGENT), "run"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

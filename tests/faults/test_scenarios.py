@@ -8,6 +8,7 @@ reference, a sound index.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import time
 from pathlib import Path
@@ -203,3 +204,49 @@ def test_the_watch_root_deleted_and_recreated_by_a_build(agent: AgentProc, tmp_p
     status = agent.wait_idle()
     assert status["failed"] == 0, agent.log_text()
     oracle.check(store, folder, "rel/", tmp_path, index=index_of(agent))
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param((2, 300), id="short"),
+        pytest.param((24, 1000), id="long", marks=pytest.mark.slow),
+    ],
+)
+def test_kill_9_at_random_moments_in_a_burst(
+    agent: AgentProc, bucket: str, s3_endpoint: str, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    """Each round writes a burst (new files and new versions of old ones), kills the agent at a
+    random moment, restarts it; at the end the oracle must hold and a second pass sends nothing."""
+    iterations, files = size
+    rng = random.Random(2026)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    agent.write_config(
+        agent_config(
+            [{"dir": str(folder), "url": f"s3://{bucket}/burst/"}], endpoint=s3_endpoint, workers=4
+        )
+    )
+    history: dict[str, set[str]] = {}
+    agent.start()
+    for round_ in range(iterations):
+        for n in range(files):
+            rel = f"d{n % 7}/f{n:04d}.txt" if n % 50 else f"app-{n % 3}.zip"
+            path = folder / rel
+            path.parent.mkdir(exist_ok=True)
+            if rel.endswith(".zip"):
+                artifacts.write_zip(path, artifacts.source_tree(round_ + n % 3))
+            else:
+                path.write_text(f"round {round_} file {n}\n" * (1 + n % 5))
+            history.setdefault(rel, set()).add(oracle.sha256(path))
+        time.sleep(rng.uniform(0.2, 3.0))
+        agent.kill()
+        agent.start()
+    status = agent.wait_idle(600)
+    assert status["failed"] == 0
+    store = s3_store(bucket, s3_endpoint, tmp_path)
+    oracle.check(store, folder, "burst/", tmp_path, index=index_of(agent), history=history)
+    sent = status["requests"].get("PutObject", 0)
+    agent.call("rescan")
+    time.sleep(1.0)
+    assert agent.wait_idle()["requests"].get("PutObject", 0) == sent  # nothing sent again

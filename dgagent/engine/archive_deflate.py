@@ -1,0 +1,242 @@
+"""One deflate stream in the archive codec: find the zlib settings that remake it, and remake it.
+
+A stream is written as a ``D`` record (its decompressed bytes plus the settings) only when zlib
+reproduces its stored bytes; ``read_stream`` turns such a record back into those bytes and checks
+the CRC-32 and length on the way. Everything streams in ``CHUNK`` pieces.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from dgagent.errors import IntegrityError
+
+__all__ = [
+    "CANDIDATES",
+    "CHUNK",
+    "PROBE",
+    "PROBE_PLAIN",
+    "RECORD",
+    "Params",
+    "read_stream",
+    "write_stream",
+]
+
+CHUNK = 1024 * 1024
+PROBE = 256 * 1024
+"""Deflated bytes read to choose the parameters (a member this small is settled at once)."""
+PROBE_PLAIN = 1024 * 1024
+"""At most this much plain data is recompressed per candidate while probing."""
+RECORD = struct.Struct("<cBBBBIQQ")
+"""b"D", level, memLevel, strategy, window bits, CRC-32, deflated size, plain size."""
+
+
+@dataclass(frozen=True)
+class Params:
+    """zlib settings that reproduce one deflate stream."""
+
+    level: int
+    memlevel: int = 8
+    strategy: int = zlib.Z_DEFAULT_STRATEGY
+    wbits: int = 15
+
+    def compressor(self) -> zlib._Compress:
+        return zlib.compressobj(
+            self.level, zlib.DEFLATED, -self.wbits, self.memlevel, self.strategy
+        )
+
+    def header(self, crc: int, deflated: int, plain: int) -> bytes:
+        fields = (self.level, self.memlevel, self.strategy, self.wbits)
+        return RECORD.pack(b"D", *fields, crc, deflated, plain)
+
+
+# Python's zipfile, wheel builders, jar tools and gzip.py use level 6 or 9 with zlib's defaults;
+# the rest are cheap to rule out on a prefix.
+CANDIDATES = tuple(
+    Params(level, memlevel) for memlevel in (8, 9) for level in (6, 9, 1, 2, 3, 4, 5, 7, 8)
+)
+
+
+def write_stream(
+    src: BinaryIO,
+    out: BinaryIO,
+    start: int,
+    *,
+    length: int | None,
+    crc: int | None,
+    last: Params | None,
+    verify: bool,
+) -> tuple[int, Params, int] | None:
+    """Write the deflate stream at ``start`` as a D record if some candidate reproduces it.
+
+    ``length`` is the stored size when known (zip), else the stream's end decides (gzip); ``crc``
+    the CRC-32 its plain bytes must have, when known. Returns (deflated bytes, params, plain
+    bytes), or None with ``out`` left unchanged.
+    """
+    candidates, plain, used = _probe(src, start, length, last, first=not verify)
+    if plain is not None:
+        running = zlib.crc32(plain)
+        if crc is not None and crc != running:
+            return None
+        out.write(candidates[0].header(running, used, len(plain)))
+        out.write(plain)
+        return used, candidates[0], len(plain)
+    # Without ``verify`` a prefix match on real output is trusted (the decode check before upload
+    # catches the rare stream that diverges later). Otherwise the whole stream is recompressed
+    # with the candidates at once, dropping those that diverge (the common levels first, the
+    # rest only if those fail); the choice is deterministic either way.
+    trusted = used == 1
+    for batch in [candidates] if trusted else [candidates[:3], candidates[3:]]:
+        if not batch:
+            continue
+        mark = out.tell()
+        done = _stream(src, out, start, length=length, check=[] if trusted else batch)
+        if done is not None and (crc is None or crc == done[2]):
+            used, plain_size, running, survivor = done
+            params = survivor or batch[0]
+            end = out.tell()
+            out.seek(mark)
+            out.write(params.header(running, used, plain_size))
+            out.seek(end)
+            return used, params, plain_size
+        out.seek(mark)
+        out.truncate()
+    return None
+
+
+def _probe(
+    src: BinaryIO, start: int, length: int | None, last: Params | None, *, first: bool
+) -> tuple[list[Params], bytes | None, int]:
+    """The candidates (``last`` first) whose output on the stream's first bytes matches.
+
+    When the whole stream fits in the probe, the match is exact and final: the plain bytes and
+    the stream length come back too, so most members need no second pass. Otherwise the third
+    value is 1 when the first candidate's match is trusted (``first``: stop at the first one
+    whose non-empty output matched), else 0. An empty output (zlib had emitted no block yet)
+    matches trivially and proves nothing, so such candidates are kept for a full comparison.
+    """
+    src.seek(start)
+    head = src.read(PROBE if length is None else min(PROBE, length))
+    d = zlib.decompressobj(-15)
+    try:
+        plain = d.decompress(head, PROBE_PLAIN)
+    except zlib.error:
+        return [], None, 0
+    whole = d.eof and not d.unconsumed_tail
+    used = len(head) - len(d.unused_data)
+    if whole and length is not None and used != length:
+        return [], None, 0  # the stream ends before its declared size
+    found: list[Params] = []
+    for params in ([last] if last else []) + [p for p in CANDIDATES if p != last]:
+        c = params.compressor()
+        got = c.compress(plain)  # any prefix of the input gives a prefix of the output
+        if whole:
+            if got + c.flush() == head[:used]:
+                return [params], plain, used
+        elif head.startswith(got):
+            if got and first and not found:
+                return [params], None, 1
+            found.append(params)
+    return found, None, 0
+
+
+class _Matcher:
+    """Recompresses plain bytes as they come and compares with the stored deflate bytes."""
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+        self._c = params.compressor()
+        self._pending = bytearray()  # stored bytes read but not yet matched
+
+    def stored(self, data: bytes) -> None:
+        self._pending += data
+
+    def plain(self, data: bytes) -> bool:
+        again = self._c.compress(data)
+        if self._pending[: len(again)] != again:
+            return False
+        del self._pending[: len(again)]
+        return True
+
+    def finish(self, unused: int) -> bool:
+        if unused:
+            del self._pending[len(self._pending) - unused :]
+        return bytes(self._pending) == self._c.flush()
+
+
+def _stream(
+    src: BinaryIO, out: BinaryIO, start: int, *, length: int | None, check: list[Params]
+) -> tuple[int, int, int, Params | None] | None:
+    """Decompress one stream into ``out`` after a placeholder header, recompressing it with each
+    of ``check`` as it goes; (used, plain size, CRC-32, first candidate that matched)."""
+    out.write(RECORD.pack(b"D", 0, 0, 0, 0, 0, 0, 0))
+    d = zlib.decompressobj(-15)
+    matchers = [_Matcher(p) for p in check]
+    read = plain_size = running = 0
+    src.seek(start)
+    try:
+        while not d.eof:
+            want = CHUNK if length is None else min(CHUNK, length - read)
+            data = src.read(want) if want else b""
+            if not data:
+                return None  # truncated, or the declared size ends inside the stream
+            read += len(data)
+            for m in matchers:
+                m.stored(data)
+            buf = data
+            while True:
+                plain = d.decompress(buf, CHUNK)
+                buf = d.unconsumed_tail
+                out.write(plain)
+                running = zlib.crc32(plain, running)
+                plain_size += len(plain)
+                matchers = [m for m in matchers if m.plain(plain)]
+                if check and not matchers:
+                    return None
+                if d.eof or (not buf and len(plain) < CHUNK):
+                    break
+    except zlib.error:
+        return None
+    used = read - len(d.unused_data)
+    if length is not None and used != length:
+        return None  # the stream ends before its declared size: keep it verbatim
+    matchers = [m for m in matchers if m.finish(len(d.unused_data))]
+    if check and not matchers:
+        return None
+    return used, plain_size, running, matchers[0].params if matchers else None
+
+
+def read_stream(src: BinaryIO, out: BinaryIO, header: bytes) -> int:
+    """Recompress the D record whose header was just read; returns the deflated bytes written."""
+    _, level, memlevel, strategy, wbits, crc, deflated, plain = RECORD.unpack(header)
+    params = Params(level, memlevel, strategy, wbits)
+    try:
+        c = params.compressor()
+    except (ValueError, zlib.error) as exc:
+        raise IntegrityError(f"expanded archive has invalid zlib parameters {params}") from exc
+    running = written = 0
+    left = plain
+    while left:
+        data = src.read(min(CHUNK, left))
+        if not data:
+            raise IntegrityError("expanded archive ends inside a member")
+        left -= len(data)
+        running = zlib.crc32(data, running)
+        chunk = c.compress(data)
+        written += len(chunk)
+        out.write(chunk)
+    tail = c.flush()
+    written += len(tail)
+    out.write(tail)
+    if running != crc:
+        raise IntegrityError(f"a member's CRC-32 is {running:08x}, recorded {crc:08x}")
+    if written != deflated:
+        raise IntegrityError(
+            f"a member recompressed to {written} bytes, not {deflated}: zlib "
+            f"{zlib.ZLIB_RUNTIME_VERSION} does not remake it (it was made by another deflater, "
+            "or expanded with a different zlib build)"
+        )
+    return written

@@ -1,0 +1,54 @@
+"""The queue model and the pure formatting, without a terminal."""
+
+from __future__ import annotations
+
+import doctest
+from typing import Any
+
+import tui.format
+import tui.screens.browse
+from tui.agent.model import MAX_DONE_ROWS, QueueModel
+
+NOW = 1_000_000.0
+
+
+def stored(path: str, original: int = 1000, stored: int = 10) -> dict[str, Any]:
+    data = {"watch": "/w", "path": path, "kind": "delta", "original_size": original}
+    return {"type": "file.stored", "data": {**data, "stored_size": stored, "seconds": 1.0}}
+
+
+def test_events_change_rows_and_report_only_what_changed() -> None:
+    model = QueueModel(lambda: NOW)
+    model.load({"done": 5, "cache": {"hits": 3, "misses": 1}}, [], [])
+    assert model.take_changes() == (True, [], [])
+    model.apply({"type": "file.queued", "data": {"watch": "/w", "path": "a.zip", "size": 1000}})
+    model.apply({"type": "file.uploading", "data": {"watch": "/w", "path": "a.zip", "size": 1000}})
+    assert model.take_changes() == (False, [("/w", "a.zip")], [])
+    assert model.counts() == {"queued": 0, "uploading": 1, "failed": 0, "done": 5}
+    model.apply(stored("a.zip"))
+    row = model.rows[("/w", "a.zip")]
+    assert (row.state, row.ratio) == ("stored", 0.01)
+    assert model.counts()["done"] == 6
+    assert model.throughput(window=10) == 100.0  # 1000 bytes in the last 10 s
+    assert model.cache_hit_rate() == 0.75
+    model.apply({"type": "file.deleted", "data": {"watch": "/w", "path": "a.zip", "key": "a"}})
+    assert model.take_changes() == (False, [], [("/w", "a.zip")])
+    model.apply({"type": "scan.started", "data": {"watch": "/w"}})  # not about a file
+    assert model.take_changes() == (False, [], [])
+
+
+def test_stored_rows_are_capped_oldest_first_pending_rows_never() -> None:
+    model = QueueModel(lambda: NOW)
+    model.apply({"type": "file.failed", "data": {"watch": "/w", "path": "bad", "error": "x"}})
+    for n in range(MAX_DONE_ROWS + 5):
+        model.apply(stored(f"f{n}"))
+    _, changed, removed = model.take_changes()
+    assert len(model.rows) == MAX_DONE_ROWS + 1
+    assert ("/w", "bad") in model.rows and ("/w", "f0") not in model.rows
+    assert ("/w", "f4") in removed and ("/w", "f4") not in changed
+    assert model.ratio_series(3) == [0.01, 0.01, 0.01]
+
+
+def test_doctests() -> None:
+    for module in (tui.format, tui.screens.browse):
+        assert doctest.testmod(module).failed == 0

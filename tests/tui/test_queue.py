@@ -1,0 +1,149 @@
+"""The queue screen against the fake agent: rows, live updates with ratios, filter, sort, width."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+from tests.tui.conftest import make_app, settle, wait_for
+from tui.agent.model import MAX_DONE_ROWS
+from tui.screens.queue import QueueScreen
+from tui.screens.queue_table import QueueTable
+from tui.testing import FakeAgent, FakeState, demo_state
+
+WATCH = "/home/me/builds"
+
+
+def cell(table: QueueTable, path: str, column: str) -> str:
+    return str(table.get_cell(f"{WATCH}\0{path}", column))
+
+
+async def test_rows_appear_and_follow_events_with_ratios(fake_agent: FakeAgent) -> None:
+    app = make_app(fake_agent.socket_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(QueueTable)
+        await wait_for(pilot, lambda: table.row_count == 12, "the snapshot's rows")
+        assert cell(table, "app/app-1.1.zip", "ratio") == "0.6%"
+        assert cell(table, "app/app-1.1.zip", "flag") == "Δ"
+        assert cell(table, "app/app-1.11.zip", "flag") == "!"
+
+        fake_agent.publish("file.queued", watch=WATCH, path="new/app-2.0.zip", size=1_000_000)
+        await wait_for(pilot, lambda: table.row_count == 13, "the queued row")
+        assert cell(table, "new/app-2.0.zip", "progress") == "queued"
+        fake_agent.publish("file.uploading", watch=WATCH, path="new/app-2.0.zip", size=1_000_000)
+        fake_agent.publish(
+            "file.stored",
+            watch=WATCH,
+            path="new/app-2.0.zip",
+            key="new/app-2.0.zip",
+            kind="delta",
+            original_size=1_000_000,
+            stored_size=25_000,
+            ratio=0.025,
+            cache_hit=True,
+            seconds=0.5,
+        )
+        await wait_for(
+            pilot, lambda: cell(table, "new/app-2.0.zip", "ratio") == "2.5%", "the stored ratio"
+        )
+        assert cell(table, "new/app-2.0.zip", "stored") == "25.0 kB"
+        assert cell(table, "new/app-2.0.zip", "progress") == "cache hit"
+        assert app.model.counts()["done"] == 9
+
+        fake_agent.publish("file.deleted", watch=WATCH, path="new/app-2.0.zip", key="x")
+        await wait_for(pilot, lambda: table.row_count == 12, "the deleted row to go")
+
+
+async def test_filter_sort_and_narrow_columns(fake_agent: FakeAgent) -> None:
+    app = make_app(fake_agent.socket_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(QueueTable)
+        await wait_for(pilot, lambda: table.row_count == 12, "rows")
+        await pilot.press("slash", "1", ".", "1", "1")
+        await settle(pilot)
+        assert table.row_count == 1
+        await pilot.press("escape")
+        await settle(pilot)
+        assert table.row_count == 12
+
+        await pilot.press("s")  # by name
+        await settle(pilot)
+        first = table.get_row_at(0)[1]
+        assert first == "app/app-1.0.zip" and table.sort_by == "name"
+        await pilot.press("S")
+        await settle(pilot)
+        assert table.get_row_at(0)[1] == "app/app-1.9.zip"
+
+        assert "watch" in table.columns_shown and "age" in table.columns_shown
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        assert "watch" not in table.columns_shown and "age" not in table.columns_shown
+        assert app.screen.has_class("-narrow")
+
+
+async def test_vim_keys_and_detail_view(fake_agent: FakeAgent) -> None:
+    app = make_app(fake_agent.socket_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(QueueTable)
+        await wait_for(pilot, lambda: table.row_count == 12, "rows")
+        await pilot.press("G")
+        assert table.cursor_row == 11
+        await pilot.press("g", "j", "j")
+        assert table.cursor_row == 2
+        await pilot.press("enter")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "DetailScreen"
+        await pilot.press("escape")
+        assert isinstance(app.screen, QueueScreen)
+
+
+async def test_ten_thousand_rows_flush_quickly(short_dir: Path) -> None:
+    """Not a timing assertion: 10,000 rows stay correct; the times measured are printed (-s)."""
+    state: FakeState = demo_state(rows=10_000)
+    for item in state.items[: 10_000 - 4]:
+        item["state"] = "queued"  # pending rows are all kept (stored rows are capped)
+    agent = FakeAgent(short_dir / "agent.sock", state)
+    agent.start()
+    try:
+        app = make_app(agent.socket_path)
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, QueueScreen)
+            table = screen.query_one(QueueTable)
+            await wait_for(pilot, lambda: table.row_count == 10_000, "10,000 rows", 30)
+            flushes, frames = [], []
+            for burst in range(10):
+                for n in range(burst, 10_000, 200):  # 50 rows changed all over the table
+                    event = {"watch": WATCH, "path": f"app/app-1.{n}.zip", "size": n}
+                    app.model.apply({"type": "file.uploading", "data": event})
+                flushes.append(screen.flush())
+                started = time.perf_counter()
+                screen._compositor.render_update(full=True)  # one full frame of the screen
+                frames.append(time.perf_counter() - started)
+                await pilot.pause(0.01)
+            print(
+                f"\n10,000 rows: flush of 50 changed rows {statistics.median(flushes) * 1000:.1f} "
+                f"ms, full frame {statistics.median(frames) * 1000:.1f} ms (medians of 10)"
+            )
+            assert cell(table, "app/app-1.200.zip", "progress") == "uploading"
+            assert table.row_count == 10_000
+            assert MAX_DONE_ROWS < 10_000
+    finally:
+        agent.stop()
+
+
+async def test_retry_cancel_and_pause_go_to_the_agent(fake_agent: FakeAgent) -> None:
+    app = make_app(fake_agent.socket_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(QueueTable)
+        await wait_for(pilot, lambda: table.row_count == 12, "rows")
+        await pilot.press("G", "r")  # the failed row
+        await settle(pilot)
+        assert fake_agent.called("retry") == [{"watch": WATCH, "path": "app/app-1.11.zip"}]
+        await pilot.press("k", "c")  # a queued row
+        await settle(pilot)
+        assert fake_agent.called("cancel") == [{"watch": WATCH, "path": "app/app-1.10.zip"}]
+        await pilot.press("P")
+        await settle(pilot)
+        assert fake_agent.called("pause") == [{}]

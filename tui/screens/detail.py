@@ -1,0 +1,99 @@
+"""Detail: one file, everything known about it, and what can be done to it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from tui import format as fmt
+from tui.agent.model import QueueRow
+from tui.screens.actions import ItemScreen, Target
+from tui.widgets import DgFooter, LinkBar
+
+
+class DetailScreen(ItemScreen):
+    DEFAULT_CSS = """
+    DetailScreen #facts { padding: 1 2; height: auto; }
+    """
+    BINDINGS = [  # noqa: RUF012 (textual reads this class attribute)
+        Binding("escape,backspace", "back", "Back", id="detail.back"),
+    ]
+
+    def __init__(self, url: str | None, facts: dict[str, Any], *, last_in_space: bool = False):
+        super().__init__()
+        self.url, self.facts, self.last_in_space = url, facts, last_in_space
+
+    @classmethod
+    def for_queue_row(cls, row: QueueRow, url: str) -> DetailScreen:
+        facts = {
+            "file": row.path,
+            "watch": row.watch,
+            "state": row.state,
+            "kind": row.kind,
+            "original": row.original,
+            "stored": row.stored,
+            "ratio": row.ratio,
+            "cache hit": row.cache_hit,
+            "attempts": row.attempt,
+            "error": row.error,
+        }
+        return cls(url if row.state == "stored" else None, facts)
+
+    @classmethod
+    def for_stored_file(cls, url: str, record: dict[str, Any], *, last: bool) -> DetailScreen:
+        facts = {
+            "file": record.get("key"),
+            "kind": record.get("kind"),
+            "original": record.get("original_size"),
+            "stored": record.get("stored_size"),
+            "ratio": record.get("ratio"),
+            "SHA-256": record.get("sha256"),
+            "modified": record.get("last_modified"),
+        }
+        return cls(url, facts, last_in_space=last)
+
+    def compose(self) -> ComposeResult:
+        yield LinkBar()
+        with VerticalScroll():
+            yield Static(id="facts")
+        yield DgFooter()
+
+    def on_mount(self) -> None:
+        self.changed()
+
+    def changed(self) -> None:
+        lines = [f"[b]{escape(self.url or str(self.facts.get('file')))}[/b]", ""]
+        for name, value in self.facts.items():
+            if name in ("original", "stored"):
+                text = fmt.size(value)
+            elif name == "ratio":
+                text = f"{fmt.ratio(value)}  {fmt.bar(value, 20)}▏ stored / original"
+            elif value is None:
+                text = fmt.MISSING
+            elif isinstance(value, bool):
+                text = "yes" if value else "no"
+            else:
+                text = str(value)
+            lines.append(f"{name:<10} {escape(text)}")
+        sha = self.dg.verified.get(self.url or "")
+        lines += [
+            "",
+            f"verify     {'[b $success]✓ SHA-256 ' + sha + '[/]' if sha else 'not yet (v)'}",
+        ]
+        if self.url is None:
+            lines += ["", "[dim]not stored yet: nothing to download, verify or delete[/dim]"]
+        self.query_one("#facts", Static).update("\n".join(lines))
+
+    def target(self) -> Target | None:
+        return Target(self.url, self.last_in_space) if self.url else None
+
+    def deleted(self) -> None:
+        self.dismiss(None)
+
+    def action_back(self) -> None:
+        self.dismiss(None)
