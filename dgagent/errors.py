@@ -21,6 +21,21 @@ either.
 
 from __future__ import annotations
 
+import errno
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether a failure (or anything in its cause chain) is a full disk or quota."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(seen).lower()
+        if "no space left" in text or "disk is full" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
 
 class DgError(Exception):
     """Base of every error dg-agent raises on purpose; its text is meant for the user."""

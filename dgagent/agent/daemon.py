@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import queue
 import shutil
 import signal
 import stat
@@ -28,29 +27,26 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from dgagent import __version__
 from dgagent.agent import config as config_file
-from dgagent.agent.config import AgentConfig, Watch
+from dgagent.agent.config import AgentConfig
 from dgagent.agent.events import EventBus
 from dgagent.agent.index import Index
 from dgagent.agent.notify import sd_notify, watchdog_interval
 from dgagent.agent.paths import AgentPaths
-from dgagent.agent.reconcile import deletions, differs, excluded, plan, scan
+from dgagent.agent.pipeline import Pipeline
 from dgagent.agent.rpc import handlers
 from dgagent.agent.server import RpcServer
-from dgagent.agent.settle import Settler
-from dgagent.agent.watcher import Hint, Watcher
-from dgagent.agent.workers import Target, Workers, disk_full
+from dgagent.agent.watcher import Watcher
+from dgagent.agent.workers import Target, Workers
 from dgagent.cli.paths import folder_prefix
 from dgagent.engine.cache import ReferenceCache
 from dgagent.engine.store import DeltaStore
-from dgagent.errors import ConfigError, DgError
+from dgagent.errors import ConfigError, DgError, disk_full
 from dgagent.settings import EngineSettings, from_env
 from dgagent.storage import S3Storage, parse_location
 
 log = logging.getLogger(__name__)
 
 TICK = 0.2
-BURST = 2000
-"""More hints than this in one tick: events may have been dropped, so scan as well."""
 TIME_JUMP = 5.0
 """A tick this late means the process was stopped or the machine slept: scan."""
 EXIT_ALREADY_RUNNING = 1
@@ -71,26 +67,26 @@ class Agent:
             self.settings.cache_dir, max_bytes=self.settings.cache_max_bytes
         )
         self.bus = EventBus()
-        self.settler = Settler(self.config.agent.settle_seconds)
         self.watcher = Watcher()
         self.started = time.time()
-        self.notes: dict[str, str] = {}
-        """Per watch: the last permanent error or refused delete, for status."""
-        self.last_scan: dict[str, float] = {}
         self.paused_watches: set[str] = set()
         self.paused_all = False
         self.disk_full: str | None = None
         """Why uploads are paused for lack of space (None: they are not)."""
         self._disk_full_at = 0.0
         self._targets: dict[str, Target] = {}
-        self._scan_due: dict[str | None, float] = {}
-        self._scanning = False
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._lock_fd: int | None = None
         self.index: Index
         self.workers: Workers
+        self.pipeline: Pipeline
+
+    @property
+    def notes(self) -> dict[str, str]:
+        """Per watch: the last permanent error or refused delete, for status."""
+        return self.pipeline.notes
 
     # ----------------------------------------------------------- lifecycle
 
@@ -123,6 +119,14 @@ class Agent:
         requeued = self.index.requeue_interrupted()
         if requeued:
             log.info("resuming %d operations interrupted by the last stop", requeued)
+        self.pipeline = Pipeline(
+            self.index,
+            self.bus,
+            self.watcher,
+            config=lambda: self.config,
+            targets=self.targets,
+            wake_workers=lambda: self.workers.wake(),  # noqa: PLW0108 (workers come later)
+        )
         self._apply(self.config)
         self._abort_orphan_uploads()
         self.workers = Workers(
@@ -229,7 +233,7 @@ class Agent:
         """Build the targets of the configured watches and (re)watch their roots."""
         targets: dict[str, Target] = {}
         for watch in config.watches:
-            location = parse_location(watch.url, config.s3.options())
+            location = parse_location(watch.url, config.s3.options(), shared_client=True)
             store = DeltaStore(location.storage, settings=self.settings, cache=self.cache)
             targets[watch.name] = Target(watch, store, folder_prefix(location.key))
         removed = set(self._targets) - set(targets)
@@ -291,9 +295,7 @@ class Agent:
 
     def request_scan(self, watch: str | None = None, delay: float = 0.0) -> None:
         """Ask for a reconcile of one watch (or all) at the next tick after ``delay``."""
-        with self._lock:
-            due = time.monotonic() + delay
-            self._scan_due[watch] = min(due, self._scan_due.get(watch, due))
+        self.pipeline.request_scan(watch, delay)
 
     def _loop(self) -> None:
         last = time.monotonic()
@@ -313,9 +315,7 @@ class Agent:
                 last_roots = now
                 self._supervise_watcher()
             try:
-                self._take_hints()
-                self._run_due_scans()
-                self._settle()
+                self.pipeline.tick()
                 self._check_disk_space()
             except Exception as exc:  # the loop must outlive a full disk or a bug in one tick
                 if disk_full(exc):
@@ -335,129 +335,6 @@ class Agent:
             self.bus.publish("watch.state", dict(self.watcher.states))
             self.request_scan(None)
 
-    def _take_hints(self) -> None:
-        targets = self.targets()
-        taken = 0
-        while taken < BURST * 5:
-            try:
-                hint = self.watcher.hints.get_nowait()
-            except queue.Empty:
-                break
-            taken += 1
-            target = targets.get(hint.watch)
-            if target is not None:
-                self._hint(target.watch, hint)
-        if taken >= BURST:
-            self.request_scan(None, delay=1.0)
-
-    def _hint(self, watch: Watch, hint: Hint) -> None:
-        try:
-            relative = hint.path.relative_to(watch.dir).as_posix()
-        except ValueError:
-            return
-        if relative == ".":
-            self.request_scan(watch.name, delay=0.5)  # the root itself changed (e.g. deleted)
-            return
-        if hint.folder:
-            # A folder appeared (its files may predate our watch on it) or vanished: scan it.
-            self.request_scan(watch.name, delay=0.2)
-            return
-        if not excluded(watch, relative):
-            self.settler.hint(watch.name, relative, closed=hint.closed)
-
-    def _run_due_scans(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            due = [w for w, t in self._scan_due.items() if t <= now]
-            for w in due:
-                del self._scan_due[w]
-        if not due:
-            return
-        names = list(self._targets) if None in due else [w for w in due if w is not None]
-        self._scanning = True
-        try:
-            for name in names:
-                target = self._targets.get(name)
-                if target is not None:
-                    self._reconcile(target.watch)
-        finally:
-            self._scanning = False
-
-    def _reconcile(self, watch: Watch) -> None:
-        started = time.monotonic()
-        self.bus.publish("scan.started", {"watch": watch.name})
-        scanned = scan(watch)
-        tracked = self.index.tracked(watch.name)
-        hinted = 0
-        for relative, st in scanned.files.items():
-            row = tracked.get(relative)
-            if differs(st, row) and (row is None or row.state != "failed"):
-                self.settler.hint(watch.name, relative)
-                hinted += 1
-        decision = deletions(watch, scanned, tracked, self.config.agent.max_delete_fraction)
-        queued_deletes = 0
-        if watch.delete:
-            if decision.refused:
-                self.notes[watch.name] = decision.refused
-                self.bus.publish(
-                    "delete.refused", {"watch": watch.name, "reason": decision.refused}
-                )
-            for relative in decision.paths:
-                queued_deletes += self.index.enqueue(watch.name, relative, "delete")
-        elif not scanned.root_missing and not scanned.errors:
-            for relative in decision.paths:  # not mirrored: stop tracking what went away
-                self.index.forget(watch.name, relative)
-        if queued_deletes:
-            self.workers.wake()
-        self.last_scan[watch.name] = time.time()
-        self.bus.publish(
-            "scan.finished",
-            {
-                "watch": watch.name,
-                "files": len(scanned.files),
-                "changed": hinted,
-                "deletes": queued_deletes,
-                "errors": scanned.errors[:5],
-                "root_missing": scanned.root_missing,
-                "seconds": round(time.monotonic() - started, 3),
-            },
-        )
-
-    def _settle(self) -> None:
-        targets = self.targets()
-        queued = 0
-        for name, relative, st in self.settler.tick(
-            lambda n: t.watch.dir if (t := targets.get(n)) else None
-        ):
-            target = targets.get(name)
-            if target is None:
-                continue
-            if st is None:
-                self._gone(target.watch, relative)
-                continue
-            try:
-                op = plan(self.index, target.watch, relative, st)
-            except DgError as exc:
-                log.warning("%s/%s: %s", name, relative, exc)
-                continue
-            if op and self.index.enqueue(name, relative, op):
-                queued += 1
-                self.bus.publish(
-                    "file.queued", {"watch": name, "path": relative, "size": st.st_size}
-                )
-        if queued:
-            self.workers.wake()
-
-    def _gone(self, watch: Watch, relative: str) -> None:
-        row = self.index.get(watch.name, relative)
-        if row is None:
-            return
-        if row.state in ("queued", "failed") and row.op == "put":
-            self.index.cancel(watch.name, relative)
-        if watch.delete:
-            # Deletes are decided by a full scan, with its guards (empty root, share deleted).
-            self.request_scan(watch.name, delay=self.config.agent.settle_seconds)
-
     # -------------------------------------------------------------- status
 
     def idle(self) -> bool:
@@ -466,10 +343,7 @@ class Agent:
             not counts.get("queued")
             and not counts.get("uploading")
             and self.workers.active == 0
-            and len(self.settler) == 0
-            and not self._scanning
-            and not self._scan_due
-            and self.watcher.hints.empty()
+            and not self.pipeline.busy()
         )
 
     def status(self) -> dict[str, Any]:
@@ -487,14 +361,19 @@ class Agent:
                     if name in self.paused()
                     else self.watcher.states.get(name, "?"),
                     "note": self.notes.get(name),
-                    "last_scan": self.last_scan.get(name),
+                    "last_scan": self.pipeline.last_scan.get(name),
                     **t,
                 }
             )
         requests: Counter[str] = Counter()
-        storages = {id(t.store.storage): t.store.storage for t in self.targets().values()}
-        for storage in storages.values():
-            requests.update(getattr(storage, "requests", {}))
+        # Buckets on one endpoint share a client, and so its counter: count each counter once.
+        counters = {
+            id(c): c
+            for t in self.targets().values()
+            if (c := getattr(t.store.storage, "requests", None)) is not None
+        }
+        for counter in counters.values():
+            requests.update(counter)
         original = sum(t["original"] for t in totals.values())
         stored = sum(t["stored"] for t in totals.values())
         return {
@@ -505,8 +384,8 @@ class Agent:
             "idle": self.idle(),
             "paused": self.paused_all or self.disk_full is not None,
             "disk_full": self.disk_full,
-            "scanning": self._scanning,
-            "settling": len(self.settler),
+            "scanning": self.pipeline.scanning,
+            "settling": len(self.pipeline.settler),
             "queued": counts.get("queued", 0),
             "uploading": counts.get("uploading", 0),
             "done": counts.get("stored", 0),

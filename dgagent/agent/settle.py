@@ -51,7 +51,9 @@ class Settler:
     def hint(self, watch: str, path: str, *, closed: bool = False) -> None:
         with self._lock:
             item = self._pending.setdefault((watch, path), _Pending(changed=time.monotonic()))
-            item.closed = item.closed or closed
+            # A writer's close-after-write marks the file probably complete; any later
+            # modification event undoes that.
+            item.closed = closed
             item.hints += 1
 
     def __len__(self) -> int:
@@ -80,7 +82,6 @@ class Settler:
                 continue  # unreadable for now (permissions, I/O); try again next tick
             if (st.st_size, st.st_mtime_ns) != (item.size, item.mtime_ns):
                 item.size, item.mtime_ns, item.changed = st.st_size, st.st_mtime_ns, now
-                item.closed = False
                 continue
             wait = self.window / 4 if item.closed else self.window
             if now - item.changed >= wait:

@@ -9,7 +9,6 @@ loop. A file that changed while it was being stored simply goes round again.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import random
 import threading
@@ -32,6 +31,7 @@ from dgagent.errors import (
     ToolMissingError,
     UnreadableError,
     UnsafePathError,
+    disk_full,
 )
 
 log = logging.getLogger(__name__)
@@ -47,19 +47,6 @@ PERMANENT = (
     UnreadableError,
     UnsafePathError,
 )
-
-
-def disk_full(exc: BaseException) -> bool:
-    """Whether a failure (or anything in its cause chain) is a full disk or quota."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        text = str(seen).lower()
-        if "no space left" in text or "disk is full" in text or "database or disk is full" in text:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def backoff(attempt: int) -> float:

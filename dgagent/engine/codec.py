@@ -21,7 +21,7 @@ from dgagent.errors import CodecError, ToolMissingError
 # Magic numbers xdelta3 sniffs to decide on external decompression (gzip, compress, bzip2, xz).
 COMPRESSED_MAGIC = (b"\x1f\x8b", b"\x1f\x9d", b"BZh", b"\xfd7zXZ\x00")
 MIN_WINDOW = 512 * 1024
-DEFAULT_WINDOW = 64 * 1024**2
+SMALL_WINDOW = 8 * 1024**2
 MAX_WINDOW = 2 * 1024**3
 INSTALL_HINT = "install it (Debian/Ubuntu: apt-get install xdelta3; macOS: brew install xdelta)"
 
@@ -44,12 +44,13 @@ class Xdelta3:
         return self._binary
 
     def window_for(self, reference_size: int) -> int:
-        """The -B value: the whole reference when the budget allows, within xdelta3's limits.
+        """The -B value: room for the whole reference when the budget allows.
 
-        Never below xdelta3's own 64 MiB default: a window sized exactly to a small reference
-        matched slightly worse than the default in our measurements.
+        The next power of two at or above twice the reference, at least 8 MiB: a window of
+        exactly the reference's size matched worse (a 1.1 MB tar: 37,902 B against 5,577 B),
+        and xdelta3's 64 MiB default costs 5x the memory on small references for the same delta.
         """
-        wanted = max(reference_size, DEFAULT_WINDOW)
+        wanted = max(SMALL_WINDOW, 1 << max(0, 2 * reference_size - 1).bit_length())
         return max(MIN_WINDOW, min(wanted, self.window_budget, MAX_WINDOW))
 
     def encode(self, reference: Path, target: Path, out: Path) -> None:

@@ -44,6 +44,7 @@ from dgagent.errors import (
     ReservedNameError,
     StorageError,
     UnreadableError,
+    disk_full,
 )
 from dgagent.fileio import HashingWriter, atomic_output, sha256_file
 from dgagent.settings import EngineSettings
@@ -522,6 +523,8 @@ class DeltaStore:
             self.codec.decode(reference, out, check)
             rebuilt, _ = sha256_file(check)
         except CodecError as exc:
+            if disk_full(exc):
+                raise  # not the delta's fault: storing direct would only hide the full disk
             log.warning("delta for %s did not decode (%s); storing direct", target.name, exc)
             return False
         finally:

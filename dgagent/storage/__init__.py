@@ -51,7 +51,9 @@ class Location:
         return self.key == "" or self.key.endswith("/")
 
 
-def parse_location(url: str, options: S3Options | None = None) -> Location:
+def parse_location(
+    url: str, options: S3Options | None = None, *, shared_client: bool = False
+) -> Location:
     """Open the store a URL names; bad URLs get one sentence with the expected form.
 
     Keys are taken literally, as the AWS CLI does: no percent-decoding, and '?' or '#' are
@@ -61,7 +63,7 @@ def parse_location(url: str, options: S3Options | None = None) -> Location:
         bucket, _, key = url[len("s3://") :].partition("/")
         if not bucket:
             raise ConfigError(f"{url!r} has no bucket name; write it as s3://bucket/prefix/")
-        return Location(S3Storage(bucket, options), key)
+        return Location(S3Storage(bucket, options, shared_client=shared_client), key)
     if url.startswith("file://"):
         path = url[len("file://") :]
         if path.startswith("localhost/"):

@@ -59,6 +59,35 @@ class S3Options:
     concurrency: int = 8
 
 
+_Key = tuple[S3Options, tuple[tuple[str, str], ...]]
+_shared: dict[_Key, tuple[S3Client, Counter[str]]] = {}
+_shared_lock = threading.Lock()
+
+
+def counted_client(options: S3Options, *, shared: bool = False) -> tuple[S3Client, Counter[str]]:
+    """A client and the counter of the API calls made through it (retries included).
+
+    ``shared``: one client per set of options (and AWS_* environment), for every bucket using
+    it. Each boto3 client costs ~12 MB of memory, and an agent with several watches on one
+    endpoint needs only one; boto3 clients are safe to share between threads.
+    """
+    key = (options, tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))))
+    with _shared_lock:
+        if shared and key in _shared:
+            return _shared[key]
+        client = make_client(options)
+        requests: Counter[str] = Counter()
+
+        def count(event_name: str = "", **kwargs: Any) -> None:
+            # before-send fires once per HTTP attempt, as "before-send.s3.<Operation>".
+            requests[event_name.rpartition(".")[2] or "?"] += 1
+
+        client.meta.events.register("before-send.s3", count)
+        if shared:
+            _shared[key] = (client, requests)
+        return client, requests
+
+
 def make_client(options: S3Options) -> S3Client:
     """A boto3 S3 client with retries and the checksum setting applied."""
     extra: dict[str, Any] = {}
@@ -121,18 +150,15 @@ class S3Storage:
 
     supports_create_only = True
 
-    def __init__(self, bucket: str, options: S3Options | None = None, client: Any = None) -> None:
+    def __init__(
+        self, bucket: str, options: S3Options | None = None, *, shared_client: bool = False
+    ) -> None:
         self.bucket = bucket
         self.options = options or S3Options()
-        self.client: S3Client = client or make_client(self.options)
+        self.client, self.requests = counted_client(self.options, shared=shared_client)
+        """``requests``: API calls made through this client, by operation (retries included);
+        shared with every S3Storage on the same shared client."""
         self._bucket_seen = False
-        self.requests: Counter[str] = Counter()
-        """API calls made, by operation name (what S3 bills; retries included)."""
-        self.client.meta.events.register("before-send.s3", self._count)
-
-    def _count(self, event_name: str = "", **kwargs: Any) -> None:
-        # before-send fires once per HTTP attempt, as "before-send.s3.<Operation>".
-        self.requests[event_name.rpartition(".")[2] or "?"] += 1
 
     @property
     def url(self) -> str:

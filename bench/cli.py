@@ -1,0 +1,117 @@
+"""``python -m bench``: run every measurement, print the markdown, write JSON and the docs page.
+
+python -m bench                      # the corpus at --corpus, else the synthetic generator
+python -m bench --corpus /tmp/corpus # a folder of family folders (what fetch.sh fills)
+python -m bench --fetch              # run ../shared/corpus/fetch.sh into the cache dir first
+python -m bench --quick              # ~3 minutes: fewer versions, files and idle seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import agent, corpus, machine, overhead, report, sizes, speed, targets
+from bench.context import Context
+from bench.servers import S3Server
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = ("size", "speed", "overhead", "agent")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", type=Path, help="folder of family folders of successive versions")
+    p.add_argument("--fetch", action="store_true", help="run fetch.sh into --cache-dir and use it")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "dg-agent-bench" / "corpus",
+        help="where --fetch keeps the corpus (default: %(default)s)",
+    )
+    p.add_argument("--quick", action="store_true", help="a ~3 minute run (the table says so)")
+    p.add_argument("--runs", type=int, help="runs per timing (default 3)")
+    p.add_argument("--skip", action="append", choices=SECTIONS, default=[], help="skip a section")
+    p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    p.add_argument("--docs", type=Path, default=ROOT / "docs" / "performance.md")
+    p.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
+    p.add_argument("--keep", action="store_true", help="keep the work dir (its path is printed)")
+    p.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: print the tables of an earlier run's JSON (and rewrite the docs)",
+    )
+    return p.parse_args(argv)
+
+
+def _families(args: argparse.Namespace, work: Path) -> tuple[list[corpus.Family], str]:
+    source = corpus.fetch(args.cache_dir) if args.fetch else args.corpus
+    if source is not None:
+        limit = 3 if args.quick else None
+        fams = corpus.stage(source.resolve(), work / "corpus", limit=limit)
+        return fams, f"real release artifacts from {source}" + (" (first 3 versions)" * bool(limit))
+    versions, size = (4, 3_000_000) if args.quick else (5, 6_000_000)
+    fams = corpus.synthesize(work / "corpus", versions=versions, size=size)
+    return fams, f"synthetic ({versions} versions per family, ~{size / 1e6:g} MB of content)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.render:
+        table = report.markdown(json.loads(args.render.read_text()))
+        print(table)
+        if not args.no_docs:
+            args.docs.write_text(report.performance_doc(table))
+        return 0
+    started = time.monotonic()
+
+    def log(line: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f} s] {line}", file=sys.stderr, flush=True)
+
+    work = Path(tempfile.mkdtemp(prefix="dg-bench-"))
+    results: dict[str, Any] = {"machine": machine.describe()}
+    try:
+        families, described = _families(args, work)
+        runs = args.runs or 3
+        results["settings"] = {
+            "corpus": described,
+            "quick": args.quick,
+            "runs": runs,
+            "families": {f.name: [p.name for p in f.files] for f in families},
+        }
+        log(f"{len(families)} families; work dir {work}")
+        with S3Server() as s3:
+            ctx = Context(work, s3, families, runs, args.quick)
+            if "speed" not in args.skip or "size" not in args.skip:
+                measured = speed.measure(ctx, log)
+                results["speed"] = {k: v.medians() for k, v in measured.items()}
+                if "size" not in args.skip:
+                    results["sizes"] = sizes.as_json(sizes.measure(ctx, measured, log))
+            if "overhead" not in args.skip:
+                results["overhead"] = overhead.measure(ctx, log)
+            if "agent" not in args.skip:
+                results["agent"] = agent.measure(ctx, log)
+        results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        results["targets"] = targets.judge(results)
+        results["seconds"] = time.monotonic() - started
+    finally:
+        if args.keep:
+            log(f"work dir kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    table = report.markdown(results)
+    print(table)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    if not args.no_docs:
+        args.docs.write_text(report.performance_doc(table))
+    log(f"done: {args.json}" + ("" if args.no_docs else f", {args.docs}"))
+    return 0

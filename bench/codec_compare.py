@@ -1,0 +1,104 @@
+"""Stored bytes and encode/decode time per file family, compat codec against archive codec.
+
+    .venv/bin/python bench/codec_compare.py /tmp/corpus/botocore /tmp/wheels/numpy ...
+
+Each argument is a folder holding successive versions of one artifact (sorted by name, oldest
+first). For each codec the files are stored in order into a fresh local store (``file://``, so the
+numbers are the engine's, not the network's), then read back with a cold cache and checked
+bit-exact. Stored bytes include ``reference.bin``. Prints one markdown table; not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dgagent.engine.store import DeltaStore
+from dgagent.fileio import sha256_file
+from dgagent.settings import EngineSettings
+from dgagent.storage import LocalStorage
+
+
+@dataclass(frozen=True)
+class Run:
+    stored: int
+    later_stored: int
+    """Bytes stored for every file but the first (which makes the reference)."""
+    encode: float
+    decode: float
+    exact: bool
+    later: str
+    """How the files after the first were stored, e.g. "4 archive-v1"."""
+
+
+def measure(files: list[Path], codec: str, work: Path) -> Run:
+    root = work / codec / "store"
+    root.mkdir(parents=True)
+    settings = EngineSettings(cache_dir=work / codec / "cache" / "references", codec=codec)
+    store = DeltaStore(LocalStorage(root), settings=settings)
+    stored = 0
+    sizes: list[int] = []
+    codecs: list[str] = []
+    start = time.perf_counter()
+    for f in files:
+        result = store.put(f, f"fam/{f.name}")
+        stored += result.stored_size + result.reference_size
+        sizes.append(result.stored_size + result.reference_size)
+        codecs.append(result.codec or "direct")
+    encode = time.perf_counter() - start
+    cold = DeltaStore(
+        LocalStorage(root),
+        settings=EngineSettings(cache_dir=work / codec / "cold" / "references"),
+    )
+    exact = True
+    start = time.perf_counter()
+    for f in files:
+        out = work / codec / "out"
+        cold.get(f"fam/{f.name}", out)
+        exact &= sha256_file(out) == sha256_file(f)
+    decode = time.perf_counter() - start
+    later = codecs[1:]
+    kinds = ", ".join(f"{later.count(c)} {c}" for c in sorted(set(later)))
+    return Run(stored, sum(sizes[1:]), encode, decode, exact, kinds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("families", nargs="+", type=Path, help="folders of successive versions")
+    args = parser.parse_args(argv)
+    print(
+        "| family | files | original MB | codec | stored MB | stored / original | "
+        "later versions: stored MB | later versions stored as | encode s | "
+        "decode s (cold cache) | bit-exact |"
+    )
+    print("|---|---:|---:|---|---:|---:|---:|---|---:|---:|---|")
+    for folder in args.families:
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        original = sum(f.stat().st_size for f in files)
+        results = {}
+        with tempfile.TemporaryDirectory(prefix="codec-bench-") as tmp:
+            for codec in ("compat", "archive"):
+                results[codec] = measure(files, codec, Path(tmp))
+        for codec, r in results.items():
+            print(
+                f"| {folder.name} | {len(files)} | {original / 1e6:.1f} | {codec} | "
+                f"{r.stored / 1e6:.2f} | {r.stored / original:.3f} | "
+                f"{r.later_stored / 1e6:.2f} | {r.later} | "
+                f"{r.encode:.1f} | {r.decode:.1f} | {'yes' if r.exact else 'NO'} |",
+                flush=True,
+            )
+        c, a = results["compat"], results["archive"]
+        print(
+            f"| {folder.name} | | | compat / archive | {c.stored / a.stored:.2f}x | | "
+            f"{c.later_stored / max(a.later_stored, 1):.2f}x | | | | |",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

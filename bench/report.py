@@ -1,0 +1,253 @@
+"""The results as markdown tables (stdout and docs/performance.md) and as JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _mb(n: int | float | None) -> str:
+    return "-" if n is None else f"{n / 1e6:,.2f}"
+
+
+def _s(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def _x(a: float | None, b: float | None) -> str:
+    return "-" if a is None or not b else f"{a / b:.2f}x"
+
+
+def _pct(a: int, b: int) -> str:
+    return f"{100 * a / b:.1f} %" if b else "-"
+
+
+def sizes_table(sizes: dict[str, Any]) -> list[str]:
+    rows = [
+        "| family | files | original MB | dg-agent MB | deltaglider MB (it reads back own / ours) "
+        "| dg-agent reads deltaglider's | raw xdelta3 -9 MB | plain MB | dg-agent / deltaglider "
+        "| dg-agent / xdelta3 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    keys = ("files", "original", "dg_agent", "deltaglider", "xdelta3", "plain")
+    reads = ("deltaglider_reads_own", "deltaglider_reads_ours", "dg_agent_reads_theirs")
+    total = dict.fromkeys(keys + reads, 0)
+    for name, s in [*sizes.items(), ("**total**", total)]:
+        if name != "**total**":
+            for k in total:
+                total[k] += s[k]
+        n = s["files"]
+        rows.append(
+            f"| {name} | {n} | {_mb(s['original'])} | {_mb(s['dg_agent'])} "
+            f"({_pct(s['dg_agent'], s['original'])}) | {_mb(s['deltaglider'])} "
+            f"({s['deltaglider_reads_own']}/{n} / {s['deltaglider_reads_ours']}/{n}) "
+            f"| {s['dg_agent_reads_theirs']}/{n} | {_mb(s['xdelta3'])} | {_mb(s['plain'])} "
+            f"| {_x(s['dg_agent'], s['deltaglider'])} "
+            f"| {_x(s['dg_agent'], s['xdelta3'])} |"
+        )
+    return rows
+
+
+def sync_table(speed: dict[str, Any], runs: int) -> list[str]:
+    rows = [
+        f"| family (cold sync, median of {runs}; wall s (CPU s)) | dg-agent → S3 "
+        "| deltaglider → S3 | boto3 upload | dg-agent / deltaglider wall (CPU) "
+        "| dg-agent → file:// | plain copy |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    tools = ("dg-agent s3", "deltaglider s3", "boto3 s3", "dg-agent file", "copy file")
+    total: dict[str, float] = dict.fromkeys(tools, 0.0)
+    total_cpu: dict[str, float] = dict.fromkeys(tools, 0.0)
+    for name, s in speed.items():
+        for t in tools:
+            total[t] += s["sync"].get(t) or 0.0
+            total_cpu[t] += s.get("sync_cpu", {}).get(t) or 0.0
+        rows.append(_sync_row(name, s["sync"], s.get("sync_cpu", {})))
+    rows.append(_sync_row("**total**", total, total_cpu))
+    return rows
+
+
+def _sync_row(name: str, m: dict[str, Any], cpu: dict[str, Any]) -> str:
+    def cell(tool: str) -> str:
+        return f"{_s(m.get(tool))} ({_s(cpu.get(tool))})" if cpu.get(tool) else _s(m.get(tool))
+
+    ours, theirs = "dg-agent s3", "deltaglider s3"
+    return (
+        f"| {name} | {cell(ours)} | {cell(theirs)} | {_s(m.get('boto3 s3'))} "
+        f"| {_x(m.get(ours), m.get(theirs))} ({_x(cpu.get(ours), cpu.get(theirs))}) "
+        f"| {cell('dg-agent file')} | {_s(m.get('copy file'))} |"
+    )
+
+
+def restore_table(speed: dict[str, Any], runs: int) -> list[str]:
+    rows = [
+        f"| family (restore newest, median of {runs}, s) | dg-agent S3 cold | dg-agent S3 warm "
+        "| deltaglider cold | deltaglider warm | warm: dg-agent / deltaglider | boto3 GET "
+        "| dg-agent file:// cold | warm | plain copy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in speed.items():
+        r = s["restore"]
+        ok = s["restore_ok"]
+        theirs_cold = _s(r.get("deltaglider s3 cold")) if ok.get("deltaglider s3 cold") else "fails"
+        theirs_warm = _s(r.get("deltaglider s3 warm")) if ok.get("deltaglider s3 warm") else "fails"
+        rows.append(
+            f"| {name} | {_s(r.get('dg-agent s3 cold'))} | {_s(r.get('dg-agent s3 warm'))} "
+            f"| {theirs_cold} | {theirs_warm} "
+            f"| {_x(r.get('dg-agent s3 warm'), r.get('deltaglider s3 warm'))} "
+            f"| {_s(r.get('boto3 s3'))} | {_s(r.get('dg-agent file cold'))} "
+            f"| {_s(r.get('dg-agent file warm'))} | {_s(r.get('copy file'))} |"
+        )
+    return rows
+
+
+def overhead_table(overhead: dict[str, Any]) -> list[str]:
+    rows = [
+        "| family | store | files | stored as | dg-agent s/file | parts alone s/file "
+        "(sha256 + encode + decode check + upload) | dg-agent / parts |",
+        "|---|---|---:|---|---:|---|---:|",
+    ]
+    for name, stores in overhead.items():
+        for store, o in stores.items():
+            split = " + ".join(f"{v:.3f}" for v in o["split"].values())
+            kinds = ", ".join(sorted(set(o["kinds"])))
+            rows.append(
+                f"| {name} | {store} | {o['files']} | {kinds} | {_s(o['ours'])} "
+                f"| {_s(o['parts'])} ({split}) | {_x(o['ours'], o['parts'])} |"
+            )
+    return rows
+
+
+def agent_table(agent: dict[str, Any]) -> list[str]:
+    b, a, r, i = agent["burst"], agent["artifact"], agent["reconcile"], agent["idle"]
+    settle = agent["settle_seconds"]
+    return [
+        f"| agent (defaults: settle window {settle:g} s, {agent['workers']} workers; "
+        f"{agent.get('watches', 3)} watches on S3) | value |",
+        "|---|---:|",
+        f"| landing → stored, burst of {b['files']} x {_mb(b['bytes_each'])} MB: median "
+        f"| {_s(b['median'])} s |",
+        f"| landing → stored, burst: p95 | {_s(b['p95'])} s |",
+        f"| … of which the put itself (worker seconds): median | {_s(b.get('put_median'))} s |",
+        f"| landing → stored, ~{_mb(a['bytes_each'])} MB artifact ({a['origin']}, "
+        f"{a['versions']} versions): median | {_s(a['median'])} s |",
+        f"| … the first version (it becomes the reference) | {_s(a['first'])} s |",
+        f"| … of which the put itself (worker seconds): median | {_s(a.get('put_median'))} s |",
+        f"| initial store of {agent['files_watched']:,} small files (first scan) "
+        f"| {_s(agent['initial_store_seconds'])} s |",
+        f"| reconcile of {r['files']:,} unchanged files: wall time | {_s(r['seconds'])} s |",
+        f"| reconcile: S3 requests | {r['s3_requests']} |",
+        f"| idle over {i['seconds']:.0f} s with {agent['files_watched']:,} files watched: RSS "
+        f"(max) | {i['rss_mb_max']:.1f} MB |",
+        f"| idle: CPU | {i['cpu_percent']:.2f} % |",
+    ]
+
+
+def targets_table(targets: list[dict[str, Any]]) -> list[str]:
+    rows = ["| target | met | measured |", "|---|---|---|"]
+    for t in targets:
+        met = "n/a" if t["met"] is None else ("met" if t["met"] else "**unmet**")
+        rows.append(f"| {t['target']} | {met} | {t['value']} |")
+    return rows
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    return (
+        f"{m['date']}: {m['nproc']} x {m['cpu']}, {m['memory_gib']} GiB, {m['os']}, "
+        f"Python {m['python']}, {m['xdelta3']}, "
+        + ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+        + _load(m)
+    )
+
+
+def _load(m: dict[str, Any]) -> str:
+    start, end = m.get("load_average_at_start"), m.get("load_average_at_end")
+    if not start or not end:
+        return ""
+    show = "/".join
+    return (
+        f"; load average (1/5/15 min) {show(f'{v:.1f}' for v in start)} at the start, "
+        f"{show(f'{v:.1f}' for v in end)} at the end"
+    )
+
+
+def markdown(results: dict[str, Any]) -> str:
+    runs = results["settings"]["runs"]
+    parts = [
+        f"Corpus: {results['settings']['corpus']}; "
+        f"{'**quick** mode' if results['settings']['quick'] else 'full mode'}; "
+        f"{runs} runs per timing; S3 is moto_server on 127.0.0.1.",
+        "",
+        f"Machine: {machine_line(results['machine'])}.",
+    ]
+    sections = [
+        ("Size", sizes_table, "sizes"),
+        ("Sync speed", lambda s: sync_table(s, runs), "speed"),
+        ("Restore speed", lambda s: restore_table(s, runs), "speed"),
+        ("Engine overhead", overhead_table, "overhead"),
+        ("Agent", agent_table, "agent"),
+        ("Targets", targets_table, "targets"),
+    ]
+    for title, fn, key in sections:
+        if results.get(key):
+            parts += ["", f"### {title}", "", *fn(results[key])]
+    return "\n".join(parts) + "\n"
+
+
+DOC_HEAD = """# Performance
+
+The numbers below come from one run of the benchmark command, which measures dg-agent side by
+side with [DeltaGlider](https://pypi.org/project/deltaglider/) 6.2.0, raw `xdelta3 -e -9` and
+plain uploads, on the same files, the same machine and the same local S3 endpoint (moto's server
+on 127.0.0.1), in one run. Machines are shared and noisy: compare the ratios between tools of one
+run, not absolute seconds across runs. Benchmarks are not tests: nothing fails on a number; the
+"Targets" table says which of the goals of issue 5 this run met.
+
+## How to rerun
+
+```sh
+.venv/bin/python -m bench --fetch         # the real corpus, fetched once into ~/.cache
+.venv/bin/python -m bench --corpus DIR    # a folder of family folders of successive versions
+.venv/bin/python -m bench                 # the built-in synthetic release series (no network)
+.venv/bin/python -m bench --quick         # about 3 minutes: less of everything, marked as such
+```
+
+`--fetch` runs `bench/fetch_corpus.sh` (pinned botocore wheels and typescript npm tarballs, and
+the same packages as plain tars) into `~/.cache/dg-agent-bench/corpus`; it needs pip and npm once.
+The benchmark needs the test extras (`pip install -e '.[test]'`: moto[server], deltaglider
+6.2.0) and `xdelta3` on PATH. It prints the tables, writes every sample to
+`bench/results/latest.json` and rewrites this page. A full run on the real corpus takes 5 to 9
+minutes on 2 cores (more on a busy machine); `--quick` (about 3 minutes) uses 3 versions per
+family, 1,000 agent files and a 20 s idle window.
+
+## What the numbers mean
+
+- **Size**: bytes of the objects each tool left in its bucket after a cold `sync` of the family's
+  folder (metadata headers not counted). *raw xdelta3 -9* is the engine's limit with one
+  reference per family: the first version whole, every later one as `xdelta3 -e -9 -D -R`
+  against it, or whole when that is not smaller. *reads back own / ours*: how many files
+  `deltaglider cp` rebuilds bit-exact from its own bucket and from dg-agent's; *dg-agent reads
+  deltaglider's*: the same the other way round.
+- **Sync speed**: wall time of a cold `sync` (empty bucket, empty reference cache) of one family
+  folder, each tool as a fresh process, and in brackets its CPU seconds (the tool's process and
+  its `xdelta3` children, not the S3 server's), which other load on a shared machine disturbs far
+  less than wall time. *boto3 upload* is `upload_file` of each file in the benchmark's process
+  (no start-up): the floor for any uploader; *plain copy* the same for a folder.
+- **Restore**: `cp` of the newest version back to disk, checked bit-exact. Cold: an empty
+  reference cache; warm: the same command again with the cache the cold run filled. DeltaGlider
+  6.2.0 keeps its cache in a per-process temp dir, so its warm run is another cold one.
+- **Engine overhead**: every later version stored through dg-agent's `DeltaStore` in process,
+  against the sum of the same steps timed alone (SHA-256, `xdelta3` encode, decode + SHA-256
+  check, one upload of what was stored). 1.0x would be a pipeline with no overhead at all.
+- **Agent**: a real `dg-agent run` with default settings and three watched folders. Latency runs
+  from the moment a file is closed in a watched folder to the agent's `file.stored` event, and
+  includes the settle window (a file is stored once it stops changing). Reconcile: a `rescan`
+  of every watched file when nothing changed, and the S3 requests it made (from `status`).
+  Idle: resident memory and CPU time of the agent process over a quiet window.
+
+## Latest run
+
+"""
+
+
+def performance_doc(table: str) -> str:
+    return DOC_HEAD + table
