@@ -196,7 +196,7 @@ def markdown(results: dict[str, Any]) -> str:
 DOC_HEAD = """# Performance
 
 The numbers below come from one run of the benchmark command, which measures dg-agent side by
-side with [DeltaGlider](https://pypi.org/project/deltaglider/) 6.2.0, raw `xdelta3 -e -9` and
+side with DeltaGlider 6.2.0, raw `xdelta3 -e -9` and
 plain uploads, on the same files, the same machine and the same local S3 endpoint (moto's server
 on 127.0.0.1), in one run. Machines are shared and noisy: compare the ratios between tools of one
 run, not absolute seconds across runs. Benchmarks are not tests: nothing fails on a number; the
