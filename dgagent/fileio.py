@@ -81,3 +81,16 @@ class HashingWriter:
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()
+
+
+@contextlib.contextmanager
+def scratch_dir(root: Path, *, prefix: str = "dg-") -> Iterator[Path]:
+    """A temp folder under ``root`` (the cache's disk, not /tmp, which may be a small RAM disk:
+    staged files can be as large as any artifact), removed afterwards; /tmp if ``root`` fails."""
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        work = tempfile.TemporaryDirectory(prefix=prefix, dir=root)
+    except OSError:
+        work = tempfile.TemporaryDirectory(prefix=prefix)
+    with work as name:
+        yield Path(name)

@@ -64,7 +64,6 @@ _LIBC = _load_libc()
 TICK = 0.2
 TIME_JUMP = 5.0
 """A tick this late means the process was stopped or the machine slept: scan."""
-EXIT_ALREADY_RUNNING = 1
 DISK_RECHECK = 5.0
 IDLE_CHECK = 2.0
 DISK_FREE_TO_RESUME = 32 * 1024 * 1024

@@ -25,13 +25,12 @@ from typing import Any
 
 from dgagent.cli.common import Progress, Session, human, percent, print_json, report_errors
 from dgagent.cli.paths import Filters, folder_prefix, walk
-from dgagent.cli.scratch import scratch
 from dgagent.cli.transfer import WORKERS, describe_put, put_record
 from dgagent.engine import keys
 from dgagent.engine.metadata import Kind
 from dgagent.engine.store import DeltaStore, Entry
 from dgagent.errors import ConfigError, DgError, NotFoundError
-from dgagent.fileio import sha256_file
+from dgagent.fileio import scratch_dir, sha256_file
 from dgagent.storage import ObjectInfo, is_store_url
 
 MTIME_TOLERANCE = 1.0
@@ -342,7 +341,7 @@ def run(args: argparse.Namespace, session: Session) -> int:
         return 1
     quiet = args.quiet or args.json
     progress = Progress(len(plan.copy), enabled=False if quiet else None)
-    with scratch(session, prefix="dg-migrate-") as work:
+    with scratch_dir(session.settings.cache_dir.parent / "work", prefix="dg-migrate-") as work:
         copier = Copier(source, dest, prefix, args=args, progress=progress, work=work)
         try:
             copier.run(plan.copy)

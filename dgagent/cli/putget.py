@@ -17,11 +17,11 @@ from typing import Any
 
 from dgagent.cli.common import Session, print_json
 from dgagent.cli.paths import download_path, folder_prefix
-from dgagent.cli.scratch import scratch
 from dgagent.engine import keys
 from dgagent.engine.metadata import Kind
 from dgagent.engine.store import DeltaStore, PutResult
 from dgagent.errors import ConfigError, NotFoundError
+from dgagent.fileio import scratch_dir
 
 
 def put_summary(store: DeltaStore, result: PutResult) -> dict[str, Any]:
@@ -75,7 +75,7 @@ def run_get(args: argparse.Namespace, session: Session) -> int:
         raise ConfigError(
             "refusing to write binary data to a terminal; use -o FILE or redirect stdout"
         )
-    with scratch(session, prefix="dg-get-") as work:
+    with scratch_dir(session.settings.cache_dir.parent / "work", prefix="dg-get-") as work:
         name = posixpath.basename(keys.logical_key(location.key))
         tmp = work / (name or "file")
         store.get(location.key, tmp)  # verified before a single byte reaches stdout

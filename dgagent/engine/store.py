@@ -46,7 +46,7 @@ from dgagent.errors import (
     UnreadableError,
     disk_full,
 )
-from dgagent.fileio import HashingWriter, atomic_output, sha256_file
+from dgagent.fileio import HashingWriter, atomic_output, scratch_dir, sha256_file
 from dgagent.settings import EngineSettings
 from dgagent.storage.base import ObjectInfo, Prefix, Progress, Storage, check_key
 
@@ -142,7 +142,7 @@ class DeltaStore:
         self.codec = codec or Xdelta3(
             level=settings.xdelta_level, window_budget=settings.window_budget
         )
-        self._work_root = settings.cache_dir.parent / "work"
+        self.work_root = settings.cache_dir.parent / "work"
         self.expanded_cache = ReferenceCache(
             settings.cache_dir.parent / "expanded", max_bytes=settings.cache_max_bytes
         )
@@ -150,16 +150,8 @@ class DeltaStore:
     def url(self, key: str) -> str:
         return f"{self.storage.url}/{key}"
 
-    @contextlib.contextmanager
-    def _workdir(self) -> Iterator[Path]:
-        """Scratch space on the cache's disk (not /tmp, which may be RAM), removed afterwards."""
-        try:
-            self._work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            work = tempfile.TemporaryDirectory(prefix="dg-", dir=self._work_root)
-        except OSError:
-            work = tempfile.TemporaryDirectory(prefix="dg-")
-        with work as name:
-            yield Path(name)
+    def _workdir(self) -> contextlib.AbstractContextManager[Path]:
+        return scratch_dir(self.work_root)
 
     # ---------------------------------------------------------------- put
 

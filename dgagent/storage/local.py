@@ -63,7 +63,7 @@ class LocalStorage:
     def _sidecar(path: Path) -> Path:
         return path.parent / META_DIR / (path.name + ".json")
 
-    def _info(self, key: str, path: Path, st: os.stat_result) -> ObjectInfo:
+    def _info(self, key: str, st: os.stat_result) -> ObjectInfo:
         return ObjectInfo(
             key=key,
             size=st.st_size,
@@ -96,7 +96,7 @@ class LocalStorage:
         if not path.is_file():
             return None
         metadata, _ = self._read_sidecar(key, path, st.st_size)
-        info = self._info(key, path, st)
+        info = self._info(key, st)
         return ObjectInfo(info.key, info.size, info.etag, info.last_modified, metadata)
 
     def list_objects(
@@ -116,7 +116,7 @@ class LocalStorage:
             if entry.is_dir(follow_symlinks=False):
                 entries.append(Prefix(lead + entry.name + "/"))
             elif entry.is_file(follow_symlinks=False):
-                entries.append(self._info(lead + entry.name, Path(entry.path), entry.stat()))
+                entries.append(self._info(lead + entry.name, entry.stat()))
         yield from sorted(entries, key=lambda item: item.key)
 
     def _scan(self, folder: Path) -> list[os.DirEntry[str]]:
@@ -131,7 +131,7 @@ class LocalStorage:
             if entry.is_dir(follow_symlinks=False):
                 yield from self._walk(Path(entry.path), lead + entry.name + "/")
             elif entry.is_file(follow_symlinks=False):
-                yield self._info(lead + entry.name, Path(entry.path), entry.stat())
+                yield self._info(lead + entry.name, entry.stat())
 
     def download(self, key: str, dest: BinaryIO, *, progress: Progress | None = None) -> ObjectInfo:
         path = self._path(key)
@@ -153,7 +153,7 @@ class LocalStorage:
                 f"{self.url}/{key} does not match the checksum recorded when it was stored: the "
                 "file was modified or damaged on disk; upload it again"
             )
-        info = self._info(key, path, st)
+        info = self._info(key, st)
         return ObjectInfo(info.key, info.size, info.etag, info.last_modified, metadata)
 
     def upload(
