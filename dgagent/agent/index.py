@@ -1,8 +1,8 @@
 """The agent's durable memory: one SQLite row per tracked file, and the work queue with it.
 
-A row says what the file looked like when it was last stored (size, mtime_ns, SHA-256) and where
-it went, so a reconcile is a stat per file and no S3 request. The same row carries the pending
-operation (``put`` or ``delete``) and its state, so the queue survives kill -9: WAL mode commits
+A row says what the file looked like when it was last stored (size, mtime_ns, ctime_ns, SHA-256)
+and where it went, so a reconcile is a stat per file and no S3 request. The same row carries the
+pending operation (``put`` or ``delete``) and its state, so the queue survives kill -9: WAL commits
 are durable against a process crash, and ``uploading`` rows left by a dead agent go back to
 ``queued`` at start.
 
@@ -25,7 +25,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     watch TEXT NOT NULL,
     path TEXT NOT NULL,
-    size INTEGER, mtime_ns INTEGER, sha256 TEXT,
+    size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, sha256 TEXT,
     key TEXT, kind TEXT, original_size INTEGER, stored_size INTEGER, cache_hit INTEGER,
     state TEXT NOT NULL DEFAULT 'stored',
     op TEXT,
@@ -55,6 +55,9 @@ class Row:
     path: str
     size: int | None
     mtime_ns: int | None
+    ctime_ns: int | None
+    """Any write (and a utime back to an old mtime) changes it: catches same-size edits that
+    the one-second mtime tolerance would hide."""
     sha256: str | None
     key: str | None
     kind: str | None
@@ -105,6 +108,14 @@ class Index:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(SCHEMA)
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Bring an index written by an older version up to this schema (columns only grow)."""
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(files)").fetchall()}
+        if "ctime_ns" not in columns:
+            # NULL means unknown: each such file is hashed once by the next scan (plan()).
+            self._db.execute("ALTER TABLE files ADD COLUMN ctime_ns INTEGER")
 
     def close(self) -> None:
         with self._lock:
@@ -231,7 +242,7 @@ class Index:
         return rows
 
     def stored(self, watch: str, path: str, **values: Any) -> None:
-        """The put finished: remember what was stored (size, mtime_ns, sha256, key, sizes…)."""
+        """The put finished: remember what was stored (size, times, sha256, key, sizes…)."""
         cols = ", ".join(f"{k}=?" for k in values)
         with self._tx() as db:
             db.execute(
@@ -240,12 +251,12 @@ class Index:
                 (*values.values(), time.time(), watch, path),
             )
 
-    def touch(self, watch: str, path: str, mtime_ns: int) -> None:
-        """Only the mtime moved and the content is the same: remember the new mtime."""
+    def touch(self, watch: str, path: str, mtime_ns: int, ctime_ns: int) -> None:
+        """Only the times moved and the content is the same: remember the new times."""
         with self._tx() as db:
             db.execute(
-                "UPDATE files SET mtime_ns=?, updated=? WHERE watch=? AND path=?",
-                (mtime_ns, time.time(), watch, path),
+                "UPDATE files SET mtime_ns=?, ctime_ns=?, updated=? WHERE watch=? AND path=?",
+                (mtime_ns, ctime_ns, time.time(), watch, path),
             )
 
     def retry_later(self, watch: str, path: str, delay: float, error: str) -> None:

@@ -1,9 +1,10 @@
 """Scans are truth: compare a watched folder with the index and decide what to do.
 
-A reconcile is a stat per file and no S3 request: a file whose size, or whose mtime (by more than
-one second), differs from what the index recorded is hinted to the settler; once it settles,
-``plan`` decides. Deletions are decided here only, after a complete scan, and refused when the
-root is missing or empty, when the scan hit an error, or when too large a share would go.
+A reconcile is a stat per file and no S3 request: a file whose size, whose mtime (by more than
+one second) or whose ctime differs from what the index recorded is hinted to the settler; once it
+settles, ``plan`` decides (hashing it when the size is unchanged). Deletions are decided here
+only, after a complete scan, and refused when the root is missing or empty, when the scan hit an
+error, or when too large a share would go.
 """
 
 from __future__ import annotations
@@ -29,10 +30,20 @@ def excluded(watch: Watch, relative: str) -> bool:
 
 
 def differs(st: os.stat_result, row: Row | None) -> bool:
-    """The cheap test: does this file need a closer look?"""
+    """The cheap test: does this file need a closer look?
+
+    The mtime tolerance alone would miss a same-size rewrite within a second of the stored
+    version (two builds in quick succession, or one made while the agent was down). Every write
+    moves the ctime, to the nanosecond, and nothing can set it back, so a changed ctime sends the
+    file to ``plan``, which hashes it before deciding anything.
+    """
     if row is None or row.sha256 is None or row.size is None or row.mtime_ns is None:
         return True
-    return st.st_size != row.size or abs(st.st_mtime_ns - row.mtime_ns) > MTIME_TOLERANCE_NS
+    return (
+        st.st_size != row.size
+        or abs(st.st_mtime_ns - row.mtime_ns) > MTIME_TOLERANCE_NS
+        or st.st_ctime_ns != row.ctime_ns
+    )
 
 
 @dataclass
@@ -107,7 +118,7 @@ def deletions(
 def plan(index: Index, watch: Watch, relative: str, st: os.stat_result) -> str | None:
     """For a settled file: 'put' when it must be stored, None when the index already has it.
 
-    Only the mtime moved: hash it, and when the content is unchanged just remember the mtime.
+    Only the times moved: hash it, and when the content is unchanged just remember the times.
     """
     row = index.get(watch.name, relative)
     if not differs(st, row):
@@ -118,6 +129,6 @@ def plan(index: Index, watch: Watch, relative: str, st: os.stat_result) -> str |
         except OSError:
             return None  # vanished or unreadable: a later event or scan brings it back
         if same:
-            index.touch(watch.name, relative, st.st_mtime_ns)
+            index.touch(watch.name, relative, st.st_mtime_ns, st.st_ctime_ns)
             return None
     return "put"

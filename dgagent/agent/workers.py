@@ -183,6 +183,7 @@ class Workers:
             row.path,
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
+            ctime_ns=st.st_ctime_ns,
             sha256=result.sha256,
             key=result.key,
             kind=result.kind.value,

@@ -218,7 +218,11 @@ class DeltaStore:
         """A file rewritten while we read it must not stay stored under its old hash."""
         try:
             after = source.stat()
-            same = (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+            same = (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
+                before.st_size,
+                before.st_mtime_ns,
+                before.st_ctime_ns,
+            )
         except FileNotFoundError:
             same = True  # removed after a complete read: what we stored is what it was
         if same:

@@ -150,6 +150,42 @@ def test_mtime_rule_same_size_edit_and_touch(
     assert len(transfers(agent, "notes.txt")) == 2
 
 
+def test_same_size_rewrites_within_the_mtime_tolerance_are_stored(
+    agent: AgentProc, s3_watch: tuple[Path, DeltaStore], tmp_path: Path
+) -> None:
+    """A same-size edit whose mtime stays within one second of the stored one is still found:
+    made while the agent was down (seen by the start-up scan), and made under a running agent
+    with the mtime then set back to the stored one (Syncthing's "sneaky" case)."""
+    folder, store = s3_watch
+    path = folder / "build.txt"
+    path.write_bytes(b"version 1\n" * 100)
+    agent.start()
+    agent.wait_idle()
+    assert len(transfers(agent, "build.txt")) == 1
+    stored = path.stat()
+    agent.kill()
+    path.write_bytes(b"version 2\n" * 100)
+    os.utime(path, ns=(stored.st_atime_ns, stored.st_mtime_ns + 300_000_000))
+    agent.start()
+    agent.wait_idle()
+    assert len(transfers(agent, "build.txt")) == 2
+    assert_mirrored(store, folder, "rel/", tmp_path)
+    stored = path.stat()
+    path.write_bytes(b"version 3\n" * 100)
+    os.utime(path, ns=(stored.st_atime_ns, stored.st_mtime_ns))
+    time.sleep(0.5)
+    agent.call("rescan")
+    agent.wait_idle()
+    assert len(transfers(agent, "build.txt")) == 3
+    assert_mirrored(store, folder, "rel/", tmp_path)
+    # A rename back and forth moves only the ctime: hashed, not stored again.
+    path.rename(folder / "moved.txt")
+    (folder / "moved.txt").rename(path)
+    agent.call("rescan")
+    agent.wait_idle()
+    assert len(transfers(agent, "build.txt")) == 3
+
+
 @pytest.mark.parametrize("mirror", [True, False])
 def test_delete_mirroring(agent: AgentProc, tmp_path: Path, mirror: bool) -> None:
     folder, root = tmp_path / "out", tmp_path / "store"
