@@ -68,6 +68,15 @@ def bar(fraction: float | None, width: int = 10) -> str:
     return ("█" * full + partial).ljust(width)[:width]
 
 
+def codec_mark(codec: str | None) -> str:
+    """A mark after a file's name when its delta needs dg-agent to read (the archive codec).
+
+    >>> codec_mark("archive-v1"), codec_mark("compat"), codec_mark(None)
+    ('  [archive-v1]', '', '')
+    """
+    return f"  [{codec}]" if codec and codec != "compat" else ""
+
+
 def short_time(iso: str | None) -> str:
     """``HH:MM:SS`` from an agent timestamp like ``2026-11-25T10:00:01.123Z``."""
     return iso[11:19] if iso and len(iso) >= 19 else "--:--:--"
@@ -79,7 +88,8 @@ def event_text(event: dict[str, Any]) -> str:  # noqa: PLR0911 (one case per eve
     path = data.get("path", "")
     if kind == "file.stored":
         return (
-            f"stored    {path}  {data.get('kind')}  {size(data.get('original_size'))} → "
+            f"stored    {path}{codec_mark(data.get('codec'))}  {data.get('kind')}  "
+            f"{size(data.get('original_size'))} → "
             f"{size(data.get('stored_size'))} ({ratio(data.get('ratio'))})"
             + ("  cache hit" if data.get("cache_hit") else "")
         )

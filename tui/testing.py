@@ -42,6 +42,7 @@ class FakeFile:
     content: bytes
     kind: str = "delta"
     stored_size: int = 0
+    codec: str | None = None
 
     def record(self) -> dict[str, Any]:
         original = len(self.content)
@@ -49,6 +50,7 @@ class FakeFile:
             "key": self.key,
             "name": self.key.rsplit("/", 1)[-1],
             "kind": self.kind,
+            "codec": self.codec,
             "original_size": original,
             "stored_size": self.stored_size,
             "ratio": self.stored_size / original if original else None,

@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS files (
     watch TEXT NOT NULL,
     path TEXT NOT NULL,
     size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, sha256 TEXT,
-    key TEXT, kind TEXT, original_size INTEGER, stored_size INTEGER, cache_hit INTEGER,
+    key TEXT, kind TEXT, codec TEXT, original_size INTEGER, stored_size INTEGER,
+    cache_hit INTEGER,
     state TEXT NOT NULL DEFAULT 'stored',
     op TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -41,7 +42,7 @@ DROP INDEX IF EXISTS files_due;
 CREATE INDEX IF NOT EXISTS files_claim ON files (state, next_attempt, updated);
 CREATE TABLE IF NOT EXISTS transfers (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time REAL NOT NULL, watch TEXT, path TEXT, op TEXT, key TEXT, kind TEXT,
+    time REAL NOT NULL, watch TEXT, path TEXT, op TEXT, key TEXT, kind TEXT, codec TEXT,
     original_size INTEGER, stored_size INTEGER, cache_hit INTEGER, seconds REAL, error TEXT
 );
 """
@@ -61,6 +62,8 @@ class Row:
     sha256: str | None
     key: str | None
     kind: str | None
+    codec: str | None
+    """For a delta: ``compat`` or ``archive-v1``."""
     original_size: int | None
     stored_size: int | None
     cache_hit: int | None
@@ -84,6 +87,7 @@ class Row:
             "op": self.op,
             "key": self.key,
             "kind": self.kind,
+            "codec": self.codec,
             "original_size": self.original_size,
             "stored_size": self.stored_size,
             "ratio": ratio,
@@ -112,10 +116,17 @@ class Index:
 
     def _upgrade(self) -> None:
         """Bring an index written by an older version up to this schema (columns only grow)."""
-        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(files)").fetchall()}
-        if "ctime_ns" not in columns:
-            # NULL means unknown: each such file is hashed once by the next scan (plan()).
-            self._db.execute("ALTER TABLE files ADD COLUMN ctime_ns INTEGER")
+        added = {
+            # NULL ctime means unknown: each such file is hashed once by the next scan (plan()).
+            "files": ("ctime_ns INTEGER", "codec TEXT"),
+            "transfers": ("codec TEXT",),
+        }
+        for table, wanted in added.items():
+            rows = self._db.execute(f"PRAGMA table_info({table})").fetchall()
+            have = {r["name"] for r in rows}
+            for column in wanted:
+                if column.split()[0] not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
     def close(self) -> None:
         with self._lock:

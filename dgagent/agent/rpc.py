@@ -52,6 +52,7 @@ def entry_record(entry: Entry) -> dict[str, Any]:
         "name": posixpath.basename(entry.key),
         "stored_key": entry.stored_key,
         "kind": entry.kind.value if entry.kind else None,
+        "codec": entry.codec,
         "original_size": original,
         "stored_size": entry.stored_size,
         "ratio": entry.stored_size / original if original else None,

@@ -186,6 +186,34 @@ def test_same_size_rewrites_within_the_mtime_tolerance_are_stored(
     assert len(transfers(agent, "build.txt")) == 3
 
 
+def test_each_files_codec_is_reported(agent: AgentProc, tmp_path: Path) -> None:
+    """A watch using the archive codec: queue items, transfers (as the file.stored events) and
+    browse records say which codec each delta used (the TUI shows it from these)."""
+    folder, root = tmp_path / "out", tmp_path / "store"
+    folder.mkdir()
+    root.mkdir()
+    agent.write_config(
+        agent_config([{"dir": str(folder), "url": f"file://{root}/rel/", "codec": "archive"}])
+    )
+    agent.start()
+    artifacts.write_zip(folder / "app-1.0.zip", artifacts.source_tree(0))
+    agent.wait_idle()
+    for v in (1, 2):
+        artifacts.write_zip(folder / f"app-1.{v}.zip", artifacts.source_tree(v))
+    agent.wait_idle()
+    items = {i["path"]: i for i in agent.call("queue", {"state": "stored"})["items"]}
+    assert items["app-1.0.zip"]["codec"] == "compat"  # the delta of the reference's own file
+    assert items["app-1.1.zip"]["codec"] == items["app-1.2.zip"]["codec"] == "archive-v1"
+    logged = {t["path"]: t["codec"] for t in agent.call("transfers", {"limit": 10})["items"]}
+    assert logged["app-1.2.zip"] == "archive-v1"
+    listing = agent.call("browse.list", {"url": f"file://{root}/rel/"})
+    assert {f["name"]: f["codec"] for f in listing["files"]} == {
+        "app-1.0.zip": "compat",
+        "app-1.1.zip": "archive-v1",
+        "app-1.2.zip": "archive-v1",
+    }
+
+
 @pytest.mark.parametrize("mirror", [True, False])
 def test_delete_mirroring(agent: AgentProc, tmp_path: Path, mirror: bool) -> None:
     folder, root = tmp_path / "out", tmp_path / "store"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
-from textual.widgets import Button, Input
+from textual.widgets import Button, Input, Static
 
 from tests.tui.conftest import make_app, settle, wait_for
 from tui.app import DgApp
@@ -185,3 +185,19 @@ async def test_large_prefixes_are_listed_a_page_at_a_time(fake_agent: FakeAgent)
         assert table.get_row_at(1)[1] == f"v{PAGE:04}.zip"
         await pilot.press("p")
         await wait_for(pilot, lambda: table.row_count == PAGE + 1, "the first page again")
+
+
+async def test_the_codec_of_an_archive_delta_is_shown(fake_agent: FakeAgent) -> None:
+    with fake_agent.state.lock:
+        fake_agent.state.files["app/app-1.1.zip"].codec = "archive-v1"
+        fake_agent.state.files["app/app-1.2.zip"].codec = "compat"
+    app = make_app(fake_agent.socket_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_app_folder(pilot, app)
+        select(screen, "app-1.1.zip  [archive-v1]")
+        select(screen, "app-1.2.zip")  # compat, DeltaGlider's own format: no mark
+        select(screen, "app-1.1.zip  [archive-v1]")
+        await pilot.press("enter")
+        await settle(pilot)
+        facts = str(app.screen.query_one("#facts", Static).render())
+        assert "codec" in facts and "archive-v1" in facts

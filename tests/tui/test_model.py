@@ -8,6 +8,7 @@ from typing import Any
 import tui.format
 import tui.screens.browse
 from tui.agent.model import MAX_DONE_ROWS, QueueModel
+from tui.screens.queue_table import cells
 
 NOW = 1_000_000.0
 
@@ -35,6 +36,20 @@ def test_events_change_rows_and_report_only_what_changed() -> None:
     assert model.take_changes() == (False, [], [("/w", "a.zip")])
     model.apply({"type": "scan.started", "data": {"watch": "/w"}})  # not about a file
     assert model.take_changes() == (False, [], [])
+
+
+def test_the_codec_of_a_stored_file_reaches_its_row_and_cells() -> None:
+    model = QueueModel(lambda: NOW)
+    model.load({}, [{"watch": "/w", "path": "a.whl", "state": "stored", "codec": "compat"}], [])
+    event = stored("b.whl")
+    event["data"]["codec"] = "archive-v1"
+    model.apply(event)
+    columns = ("flag", "name", "ratio")
+    a, b = model.rows[("/w", "a.whl")], model.rows[("/w", "b.whl")]
+    assert (a.codec, b.codec) == ("compat", "archive-v1")
+    assert cells(a, NOW, columns, False)[1] == "a.whl"
+    assert cells(b, NOW, columns, False) == ["Δ", "b.whl  [archive-v1]", "1.0%"]
+    assert "[archive-v1]" in tui.format.event_text(event)
 
 
 def test_stored_rows_are_capped_oldest_first_pending_rows_never() -> None:

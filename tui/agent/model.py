@@ -23,6 +23,7 @@ class QueueRow:
     path: str
     state: str  # queued, uploading, stored, failed
     kind: str | None = None  # reference, delta, direct, plain
+    codec: str | None = None  # for a delta: compat or archive-v1
     original: int | None = None
     stored: int | None = None
     cache_hit: bool | None = None
@@ -44,6 +45,7 @@ class QueueRow:
             path=item["path"],
             state=item.get("state") or "queued",
             kind=item.get("kind"),
+            codec=item.get("codec"),
             original=item.get("original_size"),
             stored=item.get("stored_size"),
             cache_hit=item.get("cache_hit"),
@@ -118,6 +120,7 @@ class QueueModel:
                 row,
                 state="stored",
                 kind=data.get("kind"),
+                codec=data.get("codec"),
                 original=data.get("original_size"),
                 stored=data.get("stored_size"),
                 cache_hit=data.get("cache_hit"),

@@ -174,7 +174,7 @@ class BrowseScreen(ItemScreen):
             flag = "✓" if url in self.dg.verified else KIND_FLAGS.get(record.get("kind") or "", "=")
             cells = [
                 flag,
-                record["name"],
+                record["name"] + fmt.codec_mark(record.get("codec")),
                 fmt.size(record.get("original_size")),
                 fmt.size(record.get("stored_size")),
                 f"{fmt.bar(saved, 4 if wide else 3)} {fmt.ratio(saved)}",

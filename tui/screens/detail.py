@@ -35,6 +35,7 @@ class DetailScreen(ItemScreen):
             "watch": row.watch,
             "state": row.state,
             "kind": row.kind,
+            **({"codec": row.codec} if row.codec else {}),
             "original": row.original,
             "stored": row.stored,
             "ratio": row.ratio,
@@ -49,6 +50,7 @@ class DetailScreen(ItemScreen):
         facts = {
             "file": record.get("key"),
             "kind": record.get("kind"),
+            **({"codec": record["codec"]} if record.get("codec") else {}),
             "original": record.get("original_size"),
             "stored": record.get("stored_size"),
             "ratio": record.get("ratio"),

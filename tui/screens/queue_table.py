@@ -71,7 +71,7 @@ def progress(row: QueueRow) -> str:
 def cells(row: QueueRow, now: float, columns: Iterable[str], verified: bool) -> list[str]:
     values = {
         "flag": lambda: flag(row, verified),
-        "name": lambda: row.path,
+        "name": lambda: row.path + fmt.codec_mark(row.codec),
         "watch": lambda: posixpath.basename(row.watch.rstrip("/")),
         "original": lambda: fmt.size(row.original),
         "stored": lambda: fmt.size(row.stored),
