@@ -1,8 +1,9 @@
 """Run dg-agent as a user service: a systemd user unit on Linux, a launchd LaunchAgent on macOS.
 
-The templates live in ``packaging/``. This module fills them in, writes them atomically and runs
-the manager's commands. Each command goes through a ``run`` callable, so tests can record the
-commands instead of changing the machine's service manager.
+The templates live in ``packaging/``; a wheel ships them as data files under
+``<prefix>/share/dg-agent/packaging`` (see template_dirs). This module fills them in, writes them
+atomically and runs the manager's commands. Each command goes through a ``run`` callable, so
+tests can record the commands instead of changing the machine's service manager.
 
     plan = plan_install()              # what would be written and run
     print(install(plan, dry_run=True)) # show it; install(plan, dry_run=False) does it
@@ -16,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,8 @@ Runner = Callable[[list[str]], None]
 
 UNIT = "dg-agent.service"
 LABEL = "io.dg-agent.agent"
-TEMPLATES = Path(__file__).resolve().parents[2] / "packaging"
+TEMPLATE_SHARE = Path("share", "dg-agent", "packaging")
+"""Where a wheel install puts the templates under its prefix ([tool.setuptools.data-files])."""
 SYSTEMCTL = ["systemctl", "--user"]
 COMMAND_TIMEOUT = 90.0  # stop/bootout wait for the agent to drain: up to 60 s (TimeoutStopSec)
 PROBE_TIMEOUT = 5.0
@@ -172,6 +175,44 @@ def _check_value(what: str, value: str) -> None:
         raise ConfigError(f"{what} contains a control character (such as a newline): {value!r}")
 
 
+def template_dirs() -> list[Path]:
+    """The folders that may hold the service templates, in the order they are tried.
+
+    From a source checkout (an editable install): its ``packaging/``, so edits there take effect
+    at once. From an installed package: ``share/dg-agent/packaging`` under the folder holding
+    ``dgagent`` and its three parents, nearest first. That finds the prefix of this very install
+    (a venv, pipx, ``pip install --user``, or ``--prefix``/``--target`` used through PYTHONPATH)
+    before the interpreter's, which may hold another install's copy. Last, the same folder under
+    the interpreter's data prefix, for layouts deeper than that.
+    """
+    root = Path(__file__).resolve().parents[2]  # holds dgagent/: a checkout or site-packages
+    interpreter = Path(sysconfig.get_path("data")) / TEMPLATE_SHARE
+    if (root / "pyproject.toml").is_file():  # site-packages/packaging is another project's
+        return [root / "packaging", interpreter]
+    above = [folder / TEMPLATE_SHARE for folder in [root, *root.parents[:3]]]
+    return list(dict.fromkeys([*above, interpreter]))  # often the same prefix twice
+
+
+def read_template(name: str) -> str:
+    """The text of the template ``name`` from the first of template_dirs() that holds it."""
+    dirs = template_dirs()
+    for folder in dirs:
+        path = folder / name
+        try:
+            return path.read_text(encoding="utf-8")
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:  # there but unreadable: using another copy would hide that
+            raise ServiceError(
+                f"cannot read the service template {path}: {exc.strerror or exc}"
+            ) from exc
+    searched = ", ".join(str(folder) for folder in dirs)
+    raise ServiceError(
+        f"the service template {name} is missing from every folder searched ({searched}); "
+        "reinstall dg-agent (pip install --force-reinstall dg-agent) to put it back"
+    )
+
+
 def render(manager: Manager, *, executable: str, environment: Mapping[str, str]) -> str:
     """The unit or plist text for ``executable`` (an absolute path) and extra ``environment``."""
     if not os.path.isabs(executable):
@@ -181,14 +222,7 @@ def render(manager: Manager, *, executable: str, environment: Mapping[str, str])
         if not name.isidentifier():
             raise ConfigError(f"{name!r} is not a valid environment variable name")
         _check_value(f"the environment variable {name}", value)
-    name = "dg-agent.service" if manager == "systemd" else "dg-agent.plist"
-    try:
-        template = (TEMPLATES / name).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ServiceError(
-            f"the service template {TEMPLATES / name} is missing; dg-agent service install "
-            "needs the packaging/ folder of a source checkout"
-        ) from None
+    template = read_template("dg-agent.service" if manager == "systemd" else "dg-agent.plist")
     if manager == "systemd":
         return template.format(
             exec_start=_systemd_quote(executable, command=True),

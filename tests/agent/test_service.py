@@ -14,8 +14,10 @@ import socket
 import stat
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from dgagent.agent.service import ServiceError
 from dgagent.errors import ConfigError, DgError
 
 EXE = "/opt/dg agent/bin/dg-agent"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -136,9 +139,129 @@ def test_render_refuses_a_relative_executable_or_a_newline() -> None:
 def test_a_missing_template_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service, "TEMPLATES", tmp_path)
+    monkeypatch.setattr(service, "template_dirs", lambda: [tmp_path])
     with pytest.raises(DgError, match=r"template .*dg-agent\.plist is missing"):
         service.render("launchd", executable=EXE, environment={})
+
+
+# --- finding the templates -----------------------------------------------------------------
+
+
+def test_templates_come_from_the_first_folder_that_holds_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second, empty = tmp_path / "first", tmp_path / "second", tmp_path / "empty"
+    for folder, text in ((first, "one"), (second, "two")):
+        folder.mkdir()
+        (folder / "dg-agent.service").write_text(f"# {text}\n")
+    (second / "dg-agent.plist").write_text("<!-- two -->\n")
+    monkeypatch.setattr(service, "template_dirs", lambda: [empty, first, second])
+    assert service.read_template("dg-agent.service") == "# one\n"
+    assert service.read_template("dg-agent.plist") == "<!-- two -->\n"
+    monkeypatch.setattr(service, "template_dirs", lambda: [empty, first])
+    with pytest.raises(ServiceError) as caught:
+        service.read_template("dg-agent.plist")
+    message = str(caught.value)
+    assert f"missing from every folder searched ({empty}, {first})" in message
+    assert message.endswith(
+        "reinstall dg-agent (pip install --force-reinstall dg-agent) to put it back"
+    )
+
+
+def test_template_dirs_of_a_checkout_and_of_an_installed_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    interpreter = Path(sysconfig.get_path("data")) / "share" / "dg-agent" / "packaging"
+    assert service.template_dirs() == [REPO / "packaging", interpreter]  # this checkout
+
+    prefix = tmp_path / "prefix"
+    site = prefix / "lib" / "python3.11" / "site-packages"
+    module = site / "dgagent" / "agent" / "service.py"
+    module.parent.mkdir(parents=True)
+    (site / "packaging").mkdir()  # the `packaging` library, not a checkout's folder
+    monkeypatch.setattr(service, "__file__", str(module))
+    dirs = service.template_dirs()
+    assert site / "packaging" not in dirs
+    shares = [site, site.parent, site.parent.parent, prefix]
+    assert dirs[:4] == [folder / "share" / "dg-agent" / "packaging" for folder in shares]
+    assert dirs[-1] == interpreter
+
+
+def build_wheel(out: Path) -> Path:
+    """The wheel of this checkout, built offline from a copy of what goes into it.
+
+    A copy, because setuptools builds in the source folder: it would leave build/ and an
+    egg-info in the checkout, and a module since deleted would stay in build/lib and the wheel.
+    """
+    source = out / "source"
+    source.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", "packaging", "dgagent", "tui"):
+        if (REPO / name).is_dir():
+            ignore = shutil.ignore_patterns("__pycache__")
+            shutil.copytree(REPO / name, source / name, ignore=ignore)
+        else:
+            shutil.copy2(REPO / name, source / name)
+    pip(["wheel", "--no-build-isolation", "--no-deps", "-w", str(out / "dist"), str(source)])
+    (wheel,) = (out / "dist").glob("dg_agent-*.whl")
+    return wheel
+
+
+def pip(args: list[str]) -> None:
+    """Run pip offline; its output shows only when it fails."""
+    argv = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
+    done = subprocess.run(
+        [*argv, *args, "--no-index"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, f"pip {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
+
+
+def test_the_wheel_ships_the_templates_and_its_install_finds_them(
+    home: Path, tmp_path: Path
+) -> None:
+    wheel = build_wheel(tmp_path / "build")
+    data = wheel.name.split("-py3")[0] + ".data/data/share/dg-agent/packaging"
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert {f"{data}/dg-agent.service", f"{data}/dg-agent.plist"} <= names
+    assert not any(name.startswith("packaging/") for name in names)
+
+    prefix = tmp_path / "prefix"
+    # --ignore-installed: without it pip first uninstalls the dg-agent of the running venv.
+    pip(["install", "--no-deps", "--ignore-installed", "--prefix", str(prefix), str(wheel)])
+    (site,) = prefix.glob("lib/python*/site-packages")
+    macos = sys.platform == "darwin"
+    name = "dg-agent.plist" if macos else "dg-agent.service"
+    marker = "<!-- installed -->" if macos else "# installed"
+    with (prefix / "share" / "dg-agent" / "packaging" / name).open("a") as template:
+        template.write(f"{marker}\n")  # shows which copy was read
+    fake_program(home, "systemctl", 0)  # a user manager that answers, on Linux
+    fake_program(home, "launchctl", 0)  # what macOS has
+    env = {**os.environ, "PYTHONPATH": str(site), "PATH": f"{prefix / 'bin'}:{os.environ['PATH']}"}
+
+    def python(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, *args],
+            cwd=tmp_path,  # not the checkout: python -m would import dgagent from there
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    where = python("-c", "import dgagent.agent.service as s; print(s.__file__)")
+    assert Path(where.strip()) == site / "dgagent" / "agent" / "service.py"
+    shown = python("-m", "dgagent.cli.main", "service", "install", "--dry-run")
+    program = prefix / "bin" / "dg-agent"  # found on PATH, the installed wheel's script
+    assert marker in shown.splitlines()
+    if macos:
+        assert f"<string>{program}</string>" in shown
+    else:
+        assert f"would write {home.parent / 'xdg-config'}/systemd/user/dg-agent.service" in shown
+        assert f"ExecStart={program} run" in shown.splitlines()
+    assert not service.unit_path().exists() and not service.plist_path().exists()
 
 
 def test_secrets_are_never_written_into_the_service(
