@@ -81,6 +81,10 @@ class PreconditionFailedError(StorageError):
     """A conditional create found the object already there."""
 
 
+class UnsupportedError(StorageError):
+    """The store does not implement a feature a request used (S3 ``NotImplemented``, 501)."""
+
+
 class UnsafePathError(StorageError):
     """An object key would write outside the chosen destination."""
 

@@ -3,7 +3,9 @@
 Uploads stream from disk: one PutObject below the multipart threshold, else a multipart upload
 whose parts go up in parallel and which is aborted on any failure (no orphan uploads left to bill).
 ``create_only`` sends ``If-None-Match: *`` (on PutObject, or on CompleteMultipartUpload), so two
-writers racing to create ``reference.bin`` cannot overwrite each other. Downloads are one GET
+writers racing to create ``reference.bin`` cannot overwrite each other. A server that answers
+``NotImplemented`` to that header gets write-then-verify instead: a HEAD first, an unconditional
+write, and a HEAD after it that must show our ETag (else another writer won). Downloads are one GET
 streamed to the caller; a connection that breaks mid-body is resumed with a ranged GET pinned to
 the same ETag.
 """
@@ -11,6 +13,7 @@ the same ETag.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import threading
@@ -32,8 +35,11 @@ from dgagent.errors import (
     NotFoundError,
     PreconditionFailedError,
     StorageError,
+    UnsupportedError,
 )
 from dgagent.storage.base import ObjectInfo, Prefix, Progress
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -132,6 +138,11 @@ def translate(exc: Exception, what: str) -> DgError:  # noqa: PLR0911 (a flat ta
             return NotFoundError(f"{what} does not exist")
         if code in ("PreconditionFailed", "412", "ConditionalRequestConflict") or status == 412:
             return PreconditionFailedError(f"{what} already exists")
+        if code == "NotImplemented" or status == 501:
+            return UnsupportedError(
+                f"the S3 server does not implement a request for {what}: "
+                f"{err.get('Message', code)}".rstrip()
+            )
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
             return AccessDeniedError(
                 f"access denied to {what} ({code}): check the credentials and the bucket policy"
@@ -148,7 +159,10 @@ S3_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 class S3Storage:
     """Objects in one bucket."""
 
-    supports_create_only = True
+    @property
+    def supports_create_only(self) -> bool:
+        """False once the server refused ``If-None-Match`` (creates are then write-then-verify)."""
+        return self._conditional_writes
 
     def __init__(
         self, bucket: str, options: S3Options | None = None, *, shared_client: bool = False
@@ -159,6 +173,7 @@ class S3Storage:
         """``requests``: API calls made through this client, by operation (retries included);
         shared with every S3Storage on the same shared client."""
         self._bucket_seen = False
+        self._conditional_writes = True
 
     @property
     def url(self) -> str:
@@ -274,6 +289,50 @@ class S3Storage:
             size = source.stat().st_size
         except FileNotFoundError as exc:
             raise NotFoundError(f"cannot upload {source}: it does not exist") from exc
+        if create_only and not self._conditional_writes:
+            self._create_then_verify(key, source, size, metadata, progress)
+            return
+        try:
+            self._send(key, source, size, metadata, create_only=create_only, progress=progress)
+        except UnsupportedError:
+            if not create_only:
+                raise
+            log.warning(
+                "%s does not implement conditional writes (If-None-Match); creating objects "
+                "by write-then-verify instead, which cannot stop a racing writer as surely",
+                self.url,
+            )
+            self._conditional_writes = False
+            self._create_then_verify(key, source, size, metadata, progress)
+
+    def _create_then_verify(
+        self,
+        key: str,
+        source: Path,
+        size: int,
+        metadata: Mapping[str, str],
+        progress: Progress | None,
+    ) -> None:
+        """``create_only`` without server support: refuse when the key exists, write, then
+        check that the object is still ours (a racing writer's ETag means it won: it keeps it)."""
+        if self.head(key) is not None:
+            raise PreconditionFailedError(f"{self._what(key)} already exists")
+        etag = self._send(key, source, size, metadata, create_only=False, progress=progress)
+        now = self.head(key)
+        if now is None or (etag and now.etag != etag):
+            raise PreconditionFailedError(f"{self._what(key)} was written by another writer")
+
+    def _send(
+        self,
+        key: str,
+        source: Path,
+        size: int,
+        metadata: Mapping[str, str],
+        *,
+        create_only: bool,
+        progress: Progress | None,
+    ) -> str:
+        """One upload (PutObject, or multipart above the threshold); the new object's ETag."""
         extra: dict[str, Any] = {
             "Metadata": dict(metadata),
             "ContentType": "application/octet-stream",
@@ -283,20 +342,20 @@ class S3Storage:
         try:
             if size < self.options.multipart_threshold:
                 with source.open("rb") as body:
-                    self.client.put_object(
+                    r = self.client.put_object(
                         Bucket=self.bucket,
                         Key=key,
                         Body=cast(BinaryIO, _Reader(body, progress)),
                         **extra,
                     )
-            else:
-                self._multipart(key, source, size, extra, progress)
+                return r["ETag"]
+            return self._multipart(key, source, size, extra, progress)
         except S3_ERRORS as exc:
             raise translate(exc, self._what(key)) from exc
 
     def _multipart(
         self, key: str, source: Path, size: int, extra: dict[str, Any], progress: Progress | None
-    ) -> None:
+    ) -> str:
         part = max(self.options.part_size, 5 * MIB, math.ceil(size / MAX_PARTS))
         count = math.ceil(size / part)
         condition = {"IfNoneMatch": extra.pop("IfNoneMatch")} if "IfNoneMatch" in extra else {}
@@ -324,7 +383,7 @@ class S3Storage:
         try:
             with ThreadPoolExecutor(max_workers=self.options.concurrency) as pool:
                 parts = list(pool.map(send, range(1, count + 1)))
-            self.client.complete_multipart_upload(
+            done = self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
                 UploadId=upload_id,
@@ -335,6 +394,7 @@ class S3Storage:
             with contextlib.suppress(*S3_ERRORS):
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             raise
+        return done.get("ETag", "")
 
     def delete(self, key: str) -> None:
         try:

@@ -3,8 +3,9 @@
 It forwards plain HTTP/1.1 (keep-alive, Content-Length or chunked bodies) and, per request, applies
 the first matching rule: added latency, a bandwidth cap, a connection reset after N response bytes,
 a stall (accept and never answer), or an S3 error reply (503 SlowDown, 500 InternalError, 403
-AccessDenied) with a probability. Rules match on the S3 operation class (PUT, PART, GET, HEAD,
-LIST, POST, DELETE) and optionally on a path prefix, and can be changed while it runs.
+AccessDenied, 501 NotImplemented) with a probability. Rules match on the S3 operation class (PUT,
+PART, GET, HEAD, LIST, POST, DELETE) and optionally on a path prefix and on a request header
+being present, and can be changed while it runs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import random
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,6 +23,7 @@ ERRORS = {
     503: ("SlowDown", "Please reduce your request rate."),
     500: ("InternalError", "We encountered an internal error. Please try again."),
     403: ("AccessDenied", "Access Denied"),
+    501: ("NotImplemented", "A header you provided implies functionality that is not implemented"),
 }
 
 
@@ -29,6 +32,8 @@ class Rule:
     ops: tuple[str, ...] = ("*",)
     path: str = ""
     """Only requests whose path starts with this (e.g. '/bucket/prefix')."""
+    header: str = ""
+    """Only requests that carry this header (lower case, e.g. 'if-none-match')."""
     status: int | None = None
     probability: float = 1.0
     latency: float = 0.0
@@ -41,8 +46,10 @@ class Rule:
     """Apply at most this many times (None: forever)."""
     hits: int = 0
 
-    def matches(self, op: str, path: str) -> bool:
+    def matches(self, op: str, path: str, headers: Mapping[str, str]) -> bool:
         if self.times is not None and self.hits >= self.times:
+            return False
+        if self.header and self.header not in headers:
             return False
         return ("*" in self.ops or op in self.ops) and path.startswith(self.path)
 
@@ -105,11 +112,11 @@ class FaultProxy:
         with self._lock:
             self.rules = list(rules)
 
-    def _pick(self, op: str, path: str) -> Rule | None:
+    def _pick(self, op: str, path: str, headers: Mapping[str, str]) -> Rule | None:
         with self._lock:
             self.seen[op] += 1
             for rule in self.rules:
-                if rule.matches(op, path) and random.random() < rule.probability:
+                if rule.matches(op, path, headers) and random.random() < rule.probability:
                     rule.hits += 1
                     self.faults[op] += 1
                     return rule
@@ -124,7 +131,7 @@ class FaultProxy:
                 method, target = head.split(b" ", 2)[:2]
                 op = operation(method.decode(), target.decode())
                 path = urlsplit(target.decode()).path
-                rule = self._pick(op, path)
+                rule = self._pick(op, path, _headers(head))
                 if rule is not None and rule.latency:
                     await asyncio.sleep(rule.latency)
                 if rule is not None and rule.stall is not None:
@@ -220,7 +227,8 @@ def _error(status: int, head_only: bool) -> bytes:
             f"<Message>{message}</Message></Error>"
         ).encode()
     )
-    reason = {503: "Slow Down", 500: "Internal Server Error", 403: "Forbidden"}.get(status, "Err")
+    reasons = {503: "Slow Down", 500: "Internal Server Error", 403: "Forbidden"}
+    reason = reasons.get(status, "Not Implemented" if status == 501 else "Err")
     head = (
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\n"
         f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
