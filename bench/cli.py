@@ -63,13 +63,19 @@ def _families(args: argparse.Namespace, work: Path) -> tuple[list[corpus.Family]
     return fams, f"synthetic ({versions} versions per family, ~{size / 1e6:g} MB of content)"
 
 
+def write_docs(path: Path, table: str) -> None:
+    """Rewrite the docs page with ``table``, keeping its hand-written notes."""
+    previous = path.read_text() if path.exists() else ""
+    path.write_text(report.performance_doc(table, previous))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.render:
         table = report.markdown(json.loads(args.render.read_text()))
         print(table)
         if not args.no_docs:
-            args.docs.write_text(report.performance_doc(table))
+            write_docs(args.docs, table)
         return 0
     started = time.monotonic()
 
@@ -112,6 +118,6 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     if not args.no_docs:
-        args.docs.write_text(report.performance_doc(table))
+        write_docs(args.docs, table)
     log(f"done: {args.json}" + ("" if args.no_docs else f", {args.docs}"))
     return 0

@@ -37,7 +37,7 @@ def _memory_gib() -> float | None:
 
 
 def describe() -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in ("dg-agent", "deltaglider", "boto3", "moto"):
         try:
             versions[dist] = metadata.version(dist)

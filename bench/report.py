@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -179,7 +180,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Machine: {machine_line(results['machine'])}.",
     ]
-    sections = [
+    sections: list[tuple[str, Callable[[Any], list[str]], str]] = [
         ("Size", sizes_table, "sizes"),
         ("Sync speed", lambda s: sync_table(s, runs), "speed"),
         ("Restore speed", lambda s: restore_table(s, runs), "speed"),
@@ -249,5 +250,16 @@ family, 1,000 agent files and a 20 s idle window.
 """
 
 
-def performance_doc(table: str) -> str:
-    return DOC_HEAD + table
+NOTES = "\n## Notes\n"
+"""Everything from this heading on is written by hand and kept when a run rewrites the page."""
+
+
+def performance_doc(table: str, previous: str = "") -> str:
+    r"""The page for ``table``, keeping the hand-written notes of the ``previous`` page.
+
+    >>> page = performance_doc("| t |\n", "old" + NOTES + "kept\n")
+    >>> page.endswith("| t |\n" + NOTES + "kept\n")
+    True
+    """
+    _, found, notes = previous.partition(NOTES)
+    return DOC_HEAD + table + (found + notes if found else "")
