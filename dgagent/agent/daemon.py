@@ -299,6 +299,8 @@ class Agent:
             log.info("disk space is back (%d MiB free); resuming", free // 2**20)
             self.disk_full = None
             self.bus.publish("agent.resumed", {"watch": None, "reason": "disk space is back"})
+            # Whatever the full index could not record (a queued file, new times) is found again.
+            self.request_scan(None)
             self.workers.wake()
         else:
             self._disk_full_at = time.monotonic()
@@ -338,8 +340,9 @@ class Agent:
                 last_roots = now
                 self._supervise_watcher()
             try:
-                self.pipeline.tick()
+                # Checked first: a tick that fails on the full disk must not keep it from resuming.
                 self._check_disk_space()
+                self.pipeline.tick(hold=self.disk_full is not None)
             except Exception as exc:  # the loop must outlive a full disk or a bug in one tick
                 if disk_full(exc):
                     self._on_disk_full(str(exc))

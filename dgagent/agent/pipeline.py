@@ -9,6 +9,7 @@ workers. The agent's loop calls ``tick`` a few times a second.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -65,8 +66,12 @@ class Pipeline:
             len(self.settler) or self.scanning or self._scan_due or not self.watcher.hints.empty()
         )
 
-    def tick(self) -> None:
+    def tick(self, *, hold: bool = False) -> None:
+        """One round; with ``hold`` (the index cannot be written: a full disk) only take the
+        hints, so files keep settling in memory and nothing is planned until the agent resumes."""
         self._take_hints()
+        if hold:
+            return
         self._run_due_scans()
         self._settle()
 
@@ -161,27 +166,39 @@ class Pipeline:
     def _settle(self) -> None:
         targets = self.targets()
         queued = 0
-        for name, relative, st in self.settler.tick(
-            lambda n: t.watch.dir if (t := targets.get(n)) else None
-        ):
-            target = targets.get(name)
-            if target is None:
-                continue
-            if st is None:
-                self._gone(target.watch, relative)
-                continue
-            try:
-                op = plan(self.index, target.watch, relative, st)
-            except DgError as exc:
-                log.warning("%s/%s: %s", name, relative, exc)
-                continue
-            if op and self.index.enqueue(name, relative, op):
-                queued += 1
-                self.bus.publish(
-                    "file.queued", {"watch": name, "path": relative, "size": st.st_size}
-                )
-        if queued:
-            self.wake_workers()
+        ready = self.settler.tick(lambda n: t.watch.dir if (t := targets.get(n)) else None)
+        done = 0
+        try:
+            for name, relative, st in ready:
+                target = targets.get(name)
+                if target is None:
+                    pass
+                elif st is None:
+                    self._gone(target.watch, relative)
+                elif self._plan(target.watch, relative, st):
+                    queued += 1
+                done += 1
+        except Exception:
+            # The index could not be written (a full disk): the settler already let go of these
+            # files, so hand this one and the rest back rather than lose them until a scan.
+            for name, relative, _ in ready[done:]:
+                self.settler.hint(name, relative)
+            raise
+        finally:
+            if queued:
+                self.wake_workers()
+
+    def _plan(self, watch: Watch, relative: str, st: os.stat_result) -> bool:
+        """Queue a settled file when it needs storing; True when it was queued."""
+        try:
+            op = plan(self.index, watch, relative, st)
+        except DgError as exc:
+            log.warning("%s/%s: %s", watch.name, relative, exc)
+            return False
+        if not op or not self.index.enqueue(watch.name, relative, op):
+            return False
+        self.bus.publish("file.queued", {"watch": watch.name, "path": relative, "size": st.st_size})
+        return True
 
     def _gone(self, watch: Watch, relative: str) -> None:
         row = self.index.get(watch.name, relative)

@@ -92,6 +92,8 @@ class Workers:
         self._threads: list[threading.Thread] = []
         self._active = 0
         self._lock = threading.Lock()
+        self._unrecorded: list[tuple[Row, str]] = []
+        """Failures the index could not take yet (its disk was full); recorded once it can."""
 
     @property
     def active(self) -> int:
@@ -123,7 +125,12 @@ class Workers:
             with self._wake:
                 if not self._taking:
                     return
-            rows = self.index.claim(1, self.paused())
+            try:
+                self._record_later()
+                rows = self.index.claim(1, self.paused())
+            except Exception as exc:  # noqa: BLE001 (the index's disk is full: wait, do not die)
+                self._index_failed(exc)
+                continue
             if not rows:
                 with self._wake:
                     if self._taking:
@@ -139,6 +146,15 @@ class Workers:
                 with self._lock:
                     self._active -= 1
 
+    def _index_failed(self, exc: Exception) -> None:
+        if disk_full(exc):
+            self.on_disk_full(str(exc))
+        else:
+            log.error("cannot take work from the index", exc_info=exc)
+        with self._wake:
+            if self._taking:
+                self._wake.wait(1.0)
+
     def _unexpected(self, row: Row, exc: Exception) -> None:
         if disk_full(exc):
             self.on_disk_full(str(exc))
@@ -147,8 +163,27 @@ class Workers:
         try:
             self.index.requeue(row.watch, row.path, 5.0, str(exc))
         except Exception as again:  # noqa: BLE001 (the index itself may be on the full disk)
+            # Left as it is the row would stay 'uploading' with no worker on it: the agent would
+            # never be idle again, and that file never stored until a restart.
             log.warning("cannot record the failure of %s/%s yet: %s", row.watch, row.path, again)
-            time.sleep(1.0)
+            with self._lock:
+                self._unrecorded.append((row, str(exc)))
+
+    def _record_later(self) -> None:
+        """Put back in the queue the files whose failure the index could not take before.
+
+        Quietly: while the disk is still full this fails again, and reporting it would push the
+        agent's next look at the free space back each time (it waits for a quiet spell).
+        """
+        with self._lock:
+            pending, self._unrecorded = self._unrecorded, []
+        for n, (row, message) in enumerate(pending):
+            try:
+                self.index.requeue(row.watch, row.path, 0.0, message)
+            except Exception:  # noqa: BLE001 (still full: try again on the next round)
+                with self._lock:
+                    self._unrecorded.extend(pending[n:])
+                return
 
     def _run(self, row: Row) -> None:
         target = self.targets().get(row.watch)
@@ -202,7 +237,14 @@ class Workers:
             cache_hit=result.cache_hit,
             seconds=time.monotonic() - started,
         )
-        self.index.log_transfer(**{k: v for k, v in record.items() if k not in ("ratio",)})
+        try:
+            self.index.log_transfer(**{k: v for k, v in record.items() if k not in ("ratio",)})
+        except Exception as exc:
+            # The file is stored and its row says so: only its line in the history is lost.
+            # Requeueing it (below, in _unexpected) would store it a second time.
+            if not disk_full(exc):
+                raise
+            self.on_disk_full(str(exc))
         self.bus.publish("file.stored", record)
         log.info(
             "stored %s/%s as %s: %d of %d bytes",
