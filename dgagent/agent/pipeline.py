@@ -131,7 +131,10 @@ class Pipeline:
         hinted = 0
         for relative, st in scanned.files.items():
             row = tracked.get(relative)
-            if differs(st, row) and (row is None or row.state != "failed"):
+            # A failed file is not retried in a loop, only once it changed after failing (a new
+            # build, or a chmod that makes it readable: both move its ctime).
+            retry = row is None or row.state != "failed" or st.st_ctime > row.updated
+            if retry and differs(st, row):
                 self.settler.hint(watch.name, relative)
                 hinted += 1
         decision = deletions(watch, scanned, tracked, self.config().agent.max_delete_fraction)

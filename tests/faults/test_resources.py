@@ -215,6 +215,16 @@ def test_an_unreadable_file_fails_alone_and_recovers(agent: AgentProc, tmp_path:
     agent.call("retry", {"watch": str(folder), "path": "secret.txt"})
     status = agent.wait_idle(60)
     assert status["done"] == 2 and status["failed"] == 0
+    # Made readable while the agent was down: its start-up scan sees the change and retries.
+    later = folder / "later.txt"
+    later.write_text("later\n")
+    later.chmod(0)
+    assert agent.wait_idle(60)["failed"] == 1
+    agent.stop()
+    later.chmod(0o644)
+    agent.start()
+    status = agent.wait_idle(60)
+    assert status["done"] == 3 and status["failed"] == 0
     oracle.check(local_store(root, tmp_path), folder, "rel/", tmp_path)
 
 
