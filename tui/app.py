@@ -135,8 +135,9 @@ class DgApp(App[None]):
             self.refresh_bindings()
 
     def _event(self, event: dict[str, Any], replay: bool) -> None:
-        self.events.append(event)
-        self.events_seen += 1
+        if event.get("type") != "file.progress":  # a moving figure, not news for the activity log
+            self.events.append(event)
+            self.events_seen += 1
         if not replay:  # the snapshot already holds what replayed events did
             self.model.apply(event)
 

@@ -20,6 +20,7 @@ from typing import Any
 from dgagent.agent.config import Watch
 from dgagent.agent.events import EventBus
 from dgagent.agent.index import Index, Row
+from dgagent.agent.progress import PutProgress
 from dgagent.engine.store import DeltaStore
 from dgagent.errors import (
     AccessDeniedError,
@@ -209,8 +210,14 @@ class Workers:
         self.bus.publish(
             "file.uploading", {"watch": row.watch, "path": row.path, "size": st.st_size}
         )
+        reporter = PutProgress(self.bus, row.watch, row.path, st.st_size)
         result = target.store.put(
-            source, target.key(row.path), max_ratio=target.watch.max_ratio, codec=target.watch.codec
+            source,
+            target.key(row.path),
+            max_ratio=target.watch.max_ratio,
+            codec=target.watch.codec,
+            stage=reporter.stage,
+            progress=reporter.advance,
         )
         stored = result.stored_size + result.reference_size
         self.index.stored(

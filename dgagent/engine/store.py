@@ -15,7 +15,7 @@ import os
 import posixpath
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,9 @@ from dgagent.storage.base import ObjectInfo, Prefix, Progress, Storage, check_ke
 log = logging.getLogger(__name__)
 
 COMPAT = "compat"
+Stage = Callable[[str, int | None], None]
+"""Told when a put enters a stage (``hashing``, ``reference``, ``encoding``, ``uploading``) and
+how many bytes it moves (None when unknown); the agent turns these into progress events."""
 CHEAP_COMPAT_BYTES = 32 * 1024**2
 """Under the archive codec, files up to this size also get a compat delta to compare with."""
 
@@ -164,15 +167,19 @@ class DeltaStore:
         max_ratio: float | None = None,
         progress: Progress | None = None,
         codec: str | None = None,
+        stage: Stage | None = None,
     ) -> PutResult:
         """Store a local file under logical ``key`` (delta when eligible and worth it).
 
         ``codec`` (default: the settings') is ``compat`` or ``archive`` (docs/archive-codec.md).
+        ``progress`` counts the bytes uploaded; ``stage`` hears which step is running.
         """
         check_key(key)
         keys.check_user_key(key)
+        report = _Report(stage, progress)
         try:
             before = source.stat()
+            report.enter("hashing", before.st_size)
             sha, size = sha256_file(source)
         except FileNotFoundError as exc:
             raise NotFoundError(f"{source} does not exist (it may have been moved away)") from exc
@@ -194,9 +201,11 @@ class DeltaStore:
                 mtime=before.st_mtime,
                 limit=limit,
                 archive_codec=(codec or self.settings.codec) == "archive",
+                report=report,
             )
         if result is None:
             meta = direct_metadata(name=name, sha256=sha, size=size, mtime=before.st_mtime)
+            report.enter("uploading", size)
             self.storage.upload(key, source, meta, progress=progress)
             result = PutResult(key, key, Kind.DIRECT, size, size, 0, sha, None)
         self._check_unchanged(source, before, result)
@@ -243,6 +252,7 @@ class DeltaStore:
         mtime: float,
         limit: float,
         archive_codec: bool,
+        report: _Report,
     ) -> PutResult | None:
         """Store ``source`` as a delta, or return None when it should be stored direct."""
         ref_key = keys.reference_key(keys.deltaspace_of(key))
@@ -251,11 +261,12 @@ class DeltaStore:
             work = stack.enter_context(self._workdir())
             expanded = self._expand_target(source, work) if archive_codec else None
             base = stack.enter_context(
-                self._delta_base(source, key, sha, size, work, expanded=expanded)
+                self._delta_base(source, key, sha, size, work, expanded=expanded, report=report)
             )
             if base is None:
                 return None
             created = size if base.created else 0
+            report.enter("encoding")
             chosen = self._choose_delta(base, source, expanded, work, sha=sha, limit=limit * size)
             if chosen is None:
                 return None
@@ -282,7 +293,8 @@ class DeltaStore:
                 extra={ZLIB_KEY: zlib.ZLIB_RUNTIME_VERSION} if codec != COMPAT else None,
             )
             stored = keys.delta_key(key)
-            self.storage.upload(stored, delta_path, meta)
+            report.enter("uploading", delta_size)
+            self.storage.upload(stored, delta_path, meta, progress=report.progress)
             if not self._reference_still_there(ref_key, base):
                 self.storage.delete(stored)
                 return None
@@ -343,6 +355,7 @@ class DeltaStore:
         work: Path,
         *,
         expanded: Path | None = None,
+        report: _Report,
     ) -> Iterator[_Ref | None]:
         """The reference to diff against: created from ``source`` when the DeltaSpace has none
         (conditionally, so a racing writer's reference wins), else the existing one. None when
@@ -358,7 +371,10 @@ class DeltaStore:
                 return
             try:
                 meta = reference_metadata(posixpath.basename(key), sha, size)
-                self.storage.upload(ref_key, source, meta, create_only=True)
+                report.enter("reference", size)
+                self.storage.upload(
+                    ref_key, source, meta, create_only=True, progress=report.progress
+                )
             except PreconditionFailedError:
                 log.info("%s was created by another writer; using it", self.url(ref_key))
                 ref = self.storage.head(ref_key)
@@ -764,6 +780,18 @@ class DeltaStore:
             if isinstance(item, ObjectInfo) and keys.is_delta(item.key) and item.key not in removed:
                 return True
         return False
+
+
+@dataclass(frozen=True)
+class _Report:
+    """Where one put tells its progress (both optional)."""
+
+    stage: Stage | None = None
+    progress: Progress | None = None
+
+    def enter(self, name: str, total: int | None = None) -> None:
+        if self.stage is not None:
+            self.stage(name, total)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import signal
 import socket
 import stat
@@ -374,6 +375,39 @@ def test_events_stream_and_replay(
         late.subscribe(since=0)
         replayed = [e["type"] for e in late.events(timeout=1)]
     assert "file.stored" in replayed
+
+
+def test_large_files_report_their_progress(agent: AgentProc, tmp_path: Path) -> None:
+    """A file of a few MiB sends file.progress events (stage, bytes done of total) between
+    file.uploading and file.stored; small files send none."""
+    folder, root = tmp_path / "out", tmp_path / "store"
+    folder.mkdir()
+    root.mkdir()
+    agent.write_config(agent_config([{"dir": str(folder), "url": f"file://{root}/rel/"}]))
+    agent.start()
+    blob = random.Random(5).randbytes(6 * 1024 * 1024)
+    with AgentClient(agent.socket, timeout=30) as client:
+        client.subscribe()
+        (folder / "small.txt").write_text("small\n")
+        for v in range(2):
+            tree = {**artifacts.source_tree(v), "pkg/data.bin": blob}
+            artifacts.write_zip(folder / f"big-{v}.zip", tree, stored=(".bin",))
+        seen: list[dict[str, Any]] = []
+        for event in client.events(timeout=60):
+            seen.append(event)
+            if len([e for e in seen if e["type"] == "file.stored"]) == 3:
+                break
+    progress = [e["data"] for e in seen if e["type"] == "file.progress"]
+    assert {p["path"] for p in progress} == {"big-0.zip", "big-1.zip"}
+    first, second = ([p for p in progress if p["path"] == f"big-{v}.zip"] for v in range(2))
+    # The first one creates the DeltaSpace's reference; the second is encoded against it.
+    assert [p["stage"] for p in first][:2] == ["hashing", "reference"]
+    assert "encoding" in [p["stage"] for p in second]
+    uploads = [p for p in first if p["stage"] == "reference"]
+    assert uploads[-1]["done"] == uploads[-1]["total"] == (folder / "big-0.zip").stat().st_size
+    order = [e["type"] for e in seen if e.get("data", {}).get("path") == "big-1.zip"]
+    assert order.index("file.uploading") < order.index("file.progress")
+    assert order.index("file.progress") < order.index("file.stored")
 
 
 def test_watch_add_applies_to_a_running_agent_and_status_json(

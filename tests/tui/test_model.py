@@ -52,6 +52,27 @@ def test_the_codec_of_a_stored_file_reaches_its_row_and_cells() -> None:
     assert "[archive-v1]" in tui.format.event_text(event)
 
 
+def test_progress_events_fill_the_progress_cell_until_the_file_is_stored() -> None:
+    model = QueueModel(lambda: NOW)
+    model.load({}, [], [])
+    where = {"watch": "/w", "path": "big.iso"}
+    model.apply({"type": "file.uploading", "data": {**where, "size": 4000}})
+
+    def shown() -> str:
+        return cells(model.rows[("/w", "big.iso")], NOW, ("progress",), False)[0]
+
+    assert shown() == "uploading"
+    model.apply({"type": "file.progress", "data": {**where, "stage": "encoding", "done": 0}})
+    assert shown() == "encoding"
+    progress = {**where, "stage": "uploading", "done": 500, "total": 1000}
+    model.apply({"type": "file.progress", "data": progress})
+    assert shown() == "██    50%"
+    model.apply(stored("big.iso", 4000, 1000))
+    assert shown() == "stored"
+    model.apply({"type": "file.progress", "data": progress})  # late: ignored
+    assert shown() == "stored"
+
+
 def test_stored_rows_are_capped_oldest_first_pending_rows_never() -> None:
     model = QueueModel(lambda: NOW)
     model.apply({"type": "file.failed", "data": {"watch": "/w", "path": "bad", "error": "x"}})

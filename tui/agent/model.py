@@ -31,6 +31,9 @@ class QueueRow:
     updated: float = 0.0
     attempt: int = 0
     key: str | None = None
+    stage: str | None = None  # of a large file being stored: hashing, encoding, uploading…
+    moved: int = 0  # bytes of that stage done so far
+    stage_total: int | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -114,29 +117,17 @@ class QueueModel:
             row = QueueRow(row.watch, row.path, "queued", original=data.get("size"), updated=now)
         elif kind == "file.uploading":
             row = replace(row, state="uploading", original=data.get("size", row.original))
-            row = replace(row, updated=now, error=None)
+            row = replace(row, updated=now, error=None, stage=None)
+        elif kind == "file.progress" and row.state == "uploading":  # else late: the put ended
+            moved, total = int(data.get("done") or 0), data.get("total")
+            row = replace(row, stage=data.get("stage"), moved=moved, stage_total=total)
         elif kind == "file.stored":
-            row = replace(
-                row,
-                state="stored",
-                kind=data.get("kind"),
-                codec=data.get("codec"),
-                original=data.get("original_size"),
-                stored=data.get("stored_size"),
-                cache_hit=data.get("cache_hit"),
-                key=data.get("key"),
-                error=None,
-                updated=now,
-            )
-            self.stored_since_status += 1
-            if row.original is not None and row.stored is not None:
-                seconds = float(data.get("seconds") or 0)
-                self.recent.append((now, row.original, row.stored, seconds))
+            row = self._stored(row, data, now)
         elif kind == "file.retry":
             attempt = int(data.get("attempt") or 0)
-            row = replace(row, state="queued", error=data.get("error"), attempt=attempt)
+            row = replace(row, state="queued", error=data.get("error"), attempt=attempt, stage=None)
         elif kind == "file.failed":
-            row = replace(row, state="failed", error=data.get("error"), updated=now)
+            row = replace(row, state="failed", error=data.get("error"), updated=now, stage=None)
         elif kind == "file.deleted":
             if self.rows.pop(key, None) is not None:
                 self._removed.add(key)
@@ -151,6 +142,26 @@ class QueueModel:
         self._removed.discard(key)
         if row.state == "stored":
             self._cap_done()
+
+    def _stored(self, row: QueueRow, data: dict[str, Any], now: float) -> QueueRow:
+        row = replace(
+            row,
+            state="stored",
+            kind=data.get("kind"),
+            codec=data.get("codec"),
+            original=data.get("original_size"),
+            stored=data.get("stored_size"),
+            cache_hit=data.get("cache_hit"),
+            key=data.get("key"),
+            error=None,
+            updated=now,
+            stage=None,
+        )
+        self.stored_since_status += 1
+        if row.original is not None and row.stored is not None:
+            seconds = float(data.get("seconds") or 0)
+            self.recent.append((now, row.original, row.stored, seconds))
+        return row
 
     def _cap_done(self) -> None:
         stored = [k for k, r in self.rows.items() if r.state == "stored"]

@@ -65,6 +65,11 @@ def progress(row: QueueRow) -> str:
         return "cache hit" if row.cache_hit else "stored"
     if row.state == "queued" and row.attempt:
         return f"retry {row.attempt}"
+    if row.state == "uploading" and row.stage:
+        if row.stage_total and row.moved:
+            done = min(row.moved / row.stage_total, 1.0)
+            return f"{fmt.bar(done, 4)} {done:4.0%}"
+        return row.stage
     return row.state
 
 
