@@ -1,4 +1,5 @@
-"""The delta store: put, get, verify, list and delete logical files in a DeltaSpace tree.
+"""The delta store: put, get and verify logical files in a DeltaSpace tree (listing and deleting
+are in catalog.py, the archive codec's expanded references in expanded.py).
 
 This is where FORMAT.md becomes behaviour. A put hashes the file, then either creates the
 DeltaSpace's reference with a conditional write (the loser of a race diffs against the winner's),
@@ -13,17 +14,17 @@ import contextlib
 import logging
 import os
 import posixpath
-import tempfile
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
 from dgagent.engine import archive, keys
 from dgagent.engine.cache import ReferenceCache
+from dgagent.engine.catalog import Catalog
 from dgagent.engine.codec import Xdelta3, looks_compressed
+from dgagent.engine.expanded import ExpandedReferences
 from dgagent.engine.metadata import (
     ZLIB_KEY,
     Kind,
@@ -34,25 +35,23 @@ from dgagent.engine.metadata import (
     parse_metadata,
     reference_metadata,
 )
+from dgagent.engine.results import COMPAT, Entry, GetResult, PutResult
 from dgagent.errors import (
-    CacheError,
     CodecError,
     DgError,
     IntegrityError,
     NotFoundError,
     PreconditionFailedError,
-    ReservedNameError,
     StorageError,
     UnreadableError,
     disk_full,
 )
 from dgagent.fileio import HashingWriter, atomic_output, scratch_dir, sha256_file
 from dgagent.settings import EngineSettings
-from dgagent.storage.base import ObjectInfo, Prefix, Progress, Storage, check_key
+from dgagent.storage.base import ObjectInfo, Progress, Storage, check_key
 
 log = logging.getLogger(__name__)
 
-COMPAT = "compat"
 Stage = Callable[[str, int | None], None]
 """Told when a put enters a stage (``hashing``, ``reference``, ``encoding``, ``uploading``) and
 how many bytes it moves (None when unknown); the agent turns these into progress events."""
@@ -60,76 +59,9 @@ CHEAP_COMPAT_BYTES = 32 * 1024**2
 """Under the archive codec, files up to this size also get a compat delta to compare with."""
 
 
-@dataclass(frozen=True)
-class PutResult:
-    """What one put stored."""
-
-    key: str
-    stored_key: str
-    kind: Kind
-    """DELTA or DIRECT."""
-    original_size: int
-    stored_size: int
-    """Bytes of the delta or direct object written for this file."""
-    reference_size: int
-    """Bytes of ``reference.bin`` this put created (0 when it used an existing reference)."""
-    sha256: str
-    cache_hit: bool | None
-    """Whether the reference came from the cache; None when no reference was read."""
-    codec: str | None = None
-    """For a delta: ``compat`` or ``archive-v1``; None for a direct file."""
-
-    @property
-    def ratio(self) -> float:
-        """Stored bytes (delta or direct, plus any reference created) over the file's size."""
-        total = self.stored_size + self.reference_size
-        return total / self.original_size if self.original_size else 1.0
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One logical file as a listing shows it."""
-
-    key: str
-    stored_key: str
-    stored_size: int
-    info: ObjectInfo
-    meta: StoredMeta | None
-    """Parsed metadata; None when the listing did not fetch it."""
-
-    @property
-    def kind(self) -> Kind | None:
-        if self.meta is not None:
-            return self.meta.kind
-        return Kind.DELTA if keys.is_delta(self.stored_key) else None
-
-    @property
-    def original_size(self) -> int | None:
-        if self.meta is not None and self.meta.file_size is not None:
-            return self.meta.file_size
-        return None if keys.is_delta(self.stored_key) else self.stored_size
-
-    @property
-    def codec(self) -> str | None:
-        """``compat`` or ``archive-v1`` for a delta whose metadata was read, else None."""
-        if self.meta is None or self.meta.kind is not Kind.DELTA:
-            return None
-        return self.meta.codec or COMPAT
-
-
-@dataclass(frozen=True)
-class GetResult:
-    key: str
-    stored_key: str
-    kind: Kind
-    size: int
-    sha256: str
-    cache_hit: bool | None
-    meta: StoredMeta
-
-
-class DeltaStore:
-    """Logical files over one Storage, in DeltaGlider's layout."""
+class DeltaStore(Catalog):
+    """Logical files over one Storage, in DeltaGlider's layout: put and get, with listing and
+    deleting from Catalog."""
 
     def __init__(
         self,
@@ -139,19 +71,19 @@ class DeltaStore:
         cache: ReferenceCache | None = None,
         codec: Xdelta3 | None = None,
     ) -> None:
-        self.storage = storage
+        super().__init__(storage)
         self.settings = settings
         self.cache = cache or ReferenceCache(settings.cache_dir, max_bytes=settings.cache_max_bytes)
         self.codec = codec or Xdelta3(
             level=settings.xdelta_level, window_budget=settings.window_budget
         )
         self.work_root = settings.cache_dir.parent / "work"
-        self.expanded_cache = ReferenceCache(
-            settings.cache_dir.parent / "expanded", max_bytes=settings.cache_max_bytes
+        self.expanded = ExpandedReferences(
+            ReferenceCache(
+                settings.cache_dir.parent / "expanded", max_bytes=settings.cache_max_bytes
+            ),
+            self.codec,
         )
-
-    def url(self, key: str) -> str:
-        return f"{self.storage.url}/{key}"
 
     def _workdir(self) -> contextlib.AbstractContextManager[Path]:
         return scratch_dir(self.work_root)
@@ -328,11 +260,12 @@ class DeltaStore:
         # reference is gzip-like, which only the archive codec can decode against.
         if expanded is not None and (compressed_ref or not base.created):
             path = work / "archive.delta"
-            with self._expanded_reference(base, work, expanded if base.created else None) as ref:
-                if self._encode_archive_checked(ref, expanded, path, work, sha):
+            known = expanded if base.created else None  # the new reference, expanded already
+            with self.expanded.open(base.path, base.sha256, work, known) as ref:
+                if self.expanded.encode_checked(ref, expanded, path, work, sha):
                     found.append((path.stat().st_size, path, archive.CODEC))
         elif expanded is not None:
-            self._remember_expansion(base.sha256, expanded)
+            self.expanded.remember(base.sha256, expanded)
         size = source.stat().st_size
         wanted = not found or size <= CHEAP_COMPAT_BYTES or found[0][0] > limit
         if not compressed_ref and wanted:
@@ -365,7 +298,7 @@ class DeltaStore:
         ref_key = keys.reference_key(keys.deltaspace_of(key))
         ref = self.storage.head(ref_key)
         if ref is None:
-            if looks_compressed(source) and not self._rebuilds(expanded, sha, work):
+            if looks_compressed(source) and not self.expanded.rebuilds(expanded, sha, work):
                 log.info("%s is gzip/bzip2/xz data: not made a reference, stored direct", key)
                 yield None
                 return
@@ -424,97 +357,6 @@ class DeltaStore:
                     return False
         recorded = parse_metadata(ref_key, now.metadata or {}).file_sha256
         return recorded is None or recorded == base.sha256
-
-    # ------------------------------------------------------- archive codec
-
-    def _index_path(self, ref_sha: str) -> Path:
-        """Where the SHA-256 of a reference's expanded form is noted (the cache is by content)."""
-        return self.expanded_cache.root / "index" / f"{ref_sha}.{archive.CODEC}"
-
-    def _remember_expansion(self, ref_sha: str, expanded: Path) -> None:
-        """Cache a reference's expanded form; it only saves work, so failures are warnings."""
-        try:
-            exp_sha, _ = sha256_file(expanded)
-            self.expanded_cache.add(exp_sha, expanded)
-            index = self._index_path(ref_sha)
-            index.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd, tmp = tempfile.mkstemp(dir=index.parent, prefix=".tmp-")
-            with os.fdopen(fd, "w") as f:
-                f.write(exp_sha)
-            os.replace(tmp, index)
-        except (DgError, OSError) as exc:
-            log.warning("could not cache the expanded reference: %s", exc)
-
-    @contextlib.contextmanager
-    def _expanded_reference(
-        self, ref: _Ref, work: Path, known: Path | None = None
-    ) -> Iterator[Path]:
-        """The reference's expanded form: ``known`` (just made from the same bytes), the cached
-        copy (checked against its SHA-256 on read), or a fresh expansion, which is cached."""
-        if known is not None:
-            self._remember_expansion(ref.sha256, known)
-            yield known
-            return
-        with contextlib.ExitStack() as stack:
-            path: Path | None = None
-            try:
-                noted = self._index_path(ref.sha256).read_text().strip()
-            except OSError:
-                noted = ""
-            if is_sha256(noted):
-
-                def fill(f: BinaryIO) -> None:
-                    archive.expand_for_delta(ref.path, f)
-
-                try:
-                    path = stack.enter_context(self.expanded_cache.reference(noted, fill)).path
-                except (IntegrityError, CacheError) as exc:
-                    log.warning("expanded reference cache: %s; expanding again", exc)
-            if path is None:
-                path = work / "reference.expanded"
-                with path.open("wb") as f:
-                    archive.expand_for_delta(ref.path, f)
-                self._remember_expansion(ref.sha256, path)
-            yield path
-
-    def _rebuilds(self, expanded: Path | None, sha: str, work: Path) -> bool:
-        """Whether ``expanded`` rebuilds to the file with SHA-256 ``sha``."""
-        if expanded is None:
-            return False
-        check = work / "check.rebuilt"
-        try:
-            with expanded.open("rb") as src, check.open("wb") as dest:
-                archive.rebuild(src, dest)
-            return sha256_file(check)[0] == sha
-        except IntegrityError as exc:
-            log.info("expanded form does not rebuild (%s)", exc)
-            return False
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                check.unlink()
-
-    def _encode_archive_checked(
-        self, reference: Path, target: Path, out: Path, work: Path, sha: str
-    ) -> bool:
-        """Encode expanded forms, then decode, rebuild and compare, as a reader will."""
-        self.codec.encode(reference, target, out)
-        check_expanded, check = work / "check.expanded", work / "check.out"
-        try:
-            self.codec.decode(reference, out, check_expanded)
-            with check_expanded.open("rb") as src, check.open("wb") as dest:
-                archive.rebuild(src, dest)
-            rebuilt, _ = sha256_file(check)
-        except (CodecError, IntegrityError) as exc:
-            log.warning("archive delta did not rebuild (%s); trying compat", exc)
-            return False
-        finally:
-            for path in (check_expanded, check):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-        if rebuilt != sha:
-            log.warning("archive delta did not rebuild bit-exact; trying compat")
-            return False
-        return True
 
     def _add_to_cache(self, sha: str, source: Path) -> None:
         try:
@@ -580,16 +422,6 @@ class DeltaStore:
             raise mismatch from exc
 
     # ---------------------------------------------------------------- get
-
-    def resolve(self, key: str) -> tuple[ObjectInfo, StoredMeta]:
-        """The stored object behind a logical name: ``key`` itself, else ``key.delta``."""
-        check_key(key)
-        obj = self.storage.head(key)
-        if obj is None and not keys.is_delta(key):
-            obj = self.storage.head(keys.delta_key(key))
-        if obj is None:
-            raise NotFoundError(f"{self.url(key)} does not exist")
-        return obj, parse_metadata(obj.key, obj.metadata or {})
 
     def get(
         self, key: str, dest: Path, *, progress: Progress | None = None, fresh: bool = False
@@ -662,7 +494,7 @@ class DeltaStore:
             with self._reference(ref_key, meta.ref_sha256, work, fresh=fresh) as ref:
                 try:
                     if meta.codec == archive.CODEC:
-                        self._rebuild_archive(ref, delta_path, out, work)
+                        self.expanded.rebuild(ref.path, ref.sha256, delta_path, out, work)
                     else:
                         self.codec.rebuild(ref.path, delta_path, out)
                 except CodecError as exc:
@@ -673,113 +505,11 @@ class DeltaStore:
                     ) from exc
                 return ref.hit
 
-    def _rebuild_archive(self, ref: _Ref, delta: Path, out: Path, work: Path) -> None:
-        expanded = work / "out.expanded"
-        with self._expanded_reference(ref, work) as ref_expanded:
-            self.codec.decode(ref_expanded, delta, expanded)
-        with expanded.open("rb") as src, out.open("wb") as dest:
-            archive.rebuild(src, dest)
-
     def verify(self, key: str) -> GetResult:
         """Rebuild from what is stored (the reference too, not the cache) and check the SHA-256;
         raises IntegrityError on a mismatch."""
         with self._workdir() as work:
             return self.get(key, work / "verify.out", fresh=True)
-
-    # --------------------------------------------------------------- list
-
-    def list_files(
-        self, prefix: str, *, recursive: bool, details: bool = True
-    ) -> Iterator[Entry | Prefix]:
-        """Logical files under ``prefix`` (internal objects hidden, ``.delta`` stripped)."""
-        raw = list(self.storage.list_objects(prefix, delimiter=None if recursive else "/"))
-        direct = {o.key for o in raw if isinstance(o, ObjectInfo) and not keys.is_delta(o.key)}
-        visible: list[ObjectInfo | Prefix] = []
-        for item in raw:
-            if isinstance(item, Prefix):
-                visible.append(item)
-            elif keys.is_reference(item.key) or item.key.endswith("/"):
-                continue
-            elif keys.is_delta(item.key) and keys.logical_key(item.key) in direct:
-                continue  # shadowed: a direct object of the same name wins, as upstream reads it
-            else:
-                visible.append(item)
-        objects = [item for item in visible if isinstance(item, ObjectInfo)]
-        metas = self._heads(objects) if details else {}
-        for item in visible:
-            if isinstance(item, Prefix):
-                yield item
-                continue
-            meta = metas.get(item.key)
-            yield Entry(keys.logical_key(item.key), item.key, item.size, item, meta)
-
-    def with_details(self, entries: list[Entry]) -> list[Entry]:
-        """The same entries with their metadata read (one HEAD each, in parallel)."""
-        metas = self._heads([e.info for e in entries])
-        return [
-            Entry(e.key, e.stored_key, e.stored_size, e.info, metas.get(e.stored_key))
-            for e in entries
-        ]
-
-    def _heads(self, objects: list[ObjectInfo]) -> dict[str, StoredMeta]:
-        def head(obj: ObjectInfo) -> tuple[str, StoredMeta | None]:
-            info = self.storage.head(obj.key)
-            return obj.key, parse_metadata(obj.key, info.metadata or {}) if info else None
-
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            return {k: m for k, m in pool.map(head, objects) if m is not None}
-
-    # ------------------------------------------------------------- delete
-
-    def delete(self, logical: list[str], *, dryrun: bool = False) -> list[str]:
-        """Delete logical files; a DeltaSpace's reference goes only once no delta needs it.
-
-        Returns the physical keys deleted (or that would be, with ``dryrun``).
-        """
-        physical: list[str] = []
-        spaces: set[str] = set()
-        for key in logical:
-            obj, _ = self.resolve(key)
-            if keys.is_reference(obj.key):
-                space = keys.deltaspace_of(obj.key)
-                if self._reference_needed(space, set()):
-                    raise ReservedNameError(
-                        f"{self.url(obj.key)} is still needed by the deltas of its DeltaSpace; "
-                        "it is deleted with the last of them (or use rm -r on the folder)"
-                    )
-                spaces.add(space)
-                continue
-            physical.append(obj.key)
-            if not keys.is_delta(obj.key) and self.storage.head(keys.delta_key(key)):
-                physical.append(keys.delta_key(key))
-        return self.delete_physical(physical, dryrun=dryrun, spaces=spaces)
-
-    def delete_physical(
-        self, physical: list[str], *, dryrun: bool = False, spaces: set[str] | None = None
-    ) -> list[str]:
-        """Delete stored objects, then the references of ``spaces`` and of the DeltaSpaces the
-        objects were in, where no remaining delta needs them."""
-        gone = [k for k in physical if not keys.is_reference(k)]
-        for key in gone:
-            if not dryrun:
-                self.storage.delete(key)
-        affected = set(spaces or ()) | {keys.deltaspace_of(k) for k in gone}
-        removed = set(gone)
-        for space in sorted(affected):
-            ref_key = keys.reference_key(space)
-            if self._reference_needed(space, removed) or self.storage.head(ref_key) is None:
-                continue
-            if not dryrun:
-                self.storage.delete(ref_key)
-            gone.append(ref_key)
-        return gone
-
-    def _reference_needed(self, space: str, removed: set[str]) -> bool:
-        prefix = f"{space}/" if space else ""
-        for item in self.storage.list_objects(prefix, delimiter="/"):
-            if isinstance(item, ObjectInfo) and keys.is_delta(item.key) and item.key not in removed:
-                return True
-        return False
 
 
 @dataclass(frozen=True)

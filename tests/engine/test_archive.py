@@ -412,12 +412,12 @@ def test_damaged_expanded_cache_is_rebuilt(store: DeltaStore, tmp_path: Path) ->
     files = [write_wheel(tmp_path / f"app-1.{v}.whl", wheel_tree(v)) for v in range(2)]
     for f in files:
         ours.put(f, f"rel/{f.name}")
-    entries = [p for p in (ours.expanded_cache.root / "refs").rglob("*") if p.is_file()]
+    entries = [p for p in (ours.expanded.cache.root / "refs").rglob("*") if p.is_file()]
     assert len(entries) == 1
     entries[0].write_bytes(b"garbage")
     out = tmp_path / "out.whl"
     assert ours.get(f"rel/{files[1].name}", out).sha256 == sha(files[1])
-    for index in (ours.expanded_cache.root / "index").glob("*"):
+    for index in (ours.expanded.cache.root / "index").glob("*"):
         index.write_text("0" * 64)  # an index naming content nobody can produce
     assert ours.get(f"rel/{files[1].name}", out).sha256 == sha(files[1])
 

@@ -1,0 +1,133 @@
+"""The archive codec's side of the store: references in expanded form, and checked deltas.
+
+An archive delta is made between expanded forms (docs/archive-codec.md), so the reference must be
+expanded too. That costs a pass of inflate over the whole reference, so the expanded form is kept
+in a content-addressed cache, found through a small index file named by the reference's SHA-256
+and checked against its own SHA-256 whenever it is read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from dgagent.engine import archive
+from dgagent.engine.cache import ReferenceCache
+from dgagent.engine.codec import Xdelta3
+from dgagent.engine.metadata import is_sha256
+from dgagent.errors import CacheError, CodecError, DgError, IntegrityError
+from dgagent.fileio import sha256_file
+
+log = logging.getLogger(__name__)
+
+
+class ExpandedReferences:
+    """Expanded references for the archive codec, cached by content, and its checked encode."""
+
+    def __init__(self, cache: ReferenceCache, codec: Xdelta3) -> None:
+        self.cache = cache
+        self.codec = codec
+
+    def _index_path(self, ref_sha: str) -> Path:
+        """Where the SHA-256 of a reference's expanded form is noted (the cache is by content)."""
+        return self.cache.root / "index" / f"{ref_sha}.{archive.CODEC}"
+
+    def remember(self, ref_sha: str, expanded: Path) -> None:
+        """Cache a reference's expanded form; it only saves work, so failures are warnings."""
+        try:
+            exp_sha, _ = sha256_file(expanded)
+            self.cache.add(exp_sha, expanded)
+            index = self._index_path(ref_sha)
+            index.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(dir=index.parent, prefix=".tmp-")
+            with os.fdopen(fd, "w") as f:
+                f.write(exp_sha)
+            os.replace(tmp, index)
+        except (DgError, OSError) as exc:
+            log.warning("could not cache the expanded reference: %s", exc)
+
+    @contextlib.contextmanager
+    def open(
+        self, ref: Path, ref_sha: str, work: Path, known: Path | None = None
+    ) -> Iterator[Path]:
+        """The reference's expanded form: ``known`` (just made from the same bytes), the cached
+        copy (checked against its SHA-256 on read), or a fresh expansion, which is cached."""
+        if known is not None:
+            self.remember(ref_sha, known)
+            yield known
+            return
+        with contextlib.ExitStack() as stack:
+            path: Path | None = None
+            try:
+                noted = self._index_path(ref_sha).read_text().strip()
+            except OSError:
+                noted = ""
+            if is_sha256(noted):
+
+                def fill(f: BinaryIO) -> None:
+                    archive.expand_for_delta(ref, f)
+
+                try:
+                    path = stack.enter_context(self.cache.reference(noted, fill)).path
+                except (IntegrityError, CacheError) as exc:
+                    log.warning("expanded reference cache: %s; expanding again", exc)
+            if path is None:
+                path = work / "reference.expanded"
+                with path.open("wb") as f:
+                    archive.expand_for_delta(ref, f)
+                self.remember(ref_sha, path)
+            yield path
+
+    @staticmethod
+    def rebuilds(expanded: Path | None, sha: str, work: Path) -> bool:
+        """Whether ``expanded`` rebuilds to the file with SHA-256 ``sha``."""
+        if expanded is None:
+            return False
+        check = work / "check.rebuilt"
+        try:
+            with expanded.open("rb") as src, check.open("wb") as dest:
+                archive.rebuild(src, dest)
+            return sha256_file(check)[0] == sha
+        except IntegrityError as exc:
+            log.info("expanded form does not rebuild (%s)", exc)
+            return False
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                check.unlink()
+
+    def encode_checked(
+        self, reference: Path, target: Path, out: Path, work: Path, sha: str
+    ) -> bool:
+        """Encode expanded forms, then decode, rebuild and compare, as a reader will."""
+        self.codec.encode(reference, target, out)
+        check_expanded, check = work / "check.expanded", work / "check.out"
+        try:
+            self.codec.decode(reference, out, check_expanded)
+            with check_expanded.open("rb") as src, check.open("wb") as dest:
+                archive.rebuild(src, dest)
+            rebuilt, _ = sha256_file(check)
+        except (CodecError, IntegrityError) as exc:
+            log.warning("archive delta did not rebuild (%s); trying compat", exc)
+            return False
+        finally:
+            for path in (check_expanded, check):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        if rebuilt != sha:
+            log.warning("archive delta did not rebuild bit-exact; trying compat")
+            return False
+        return True
+
+    def rebuild(self, ref: Path, ref_sha: str, delta: Path, out: Path, work: Path) -> None:
+        """Apply an archive delta to the reference's expanded form, then recompress (each
+        member's CRC-32 is checked by archive.rebuild; the caller checks the file's SHA-256)."""
+        expanded = work / "out.expanded"
+        with self.open(ref, ref_sha, work) as ref_expanded:
+            self.codec.decode(ref_expanded, delta, expanded)
+        with expanded.open("rb") as src, out.open("wb") as dest:
+            archive.rebuild(src, dest)
