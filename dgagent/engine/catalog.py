@@ -116,9 +116,14 @@ class Catalog:
             if self._reference_needed(space, removed) or self.storage.head(ref_key) is None:
                 continue
             if not dryrun:
-                self.storage.delete(ref_key)
+                self._delete_reference(ref_key, space, removed)
             gone.append(ref_key)
         return gone
+
+    def _delete_reference(self, ref_key: str, space: str, removed: set[str]) -> None:
+        """Delete a reference that no delta needs. DeltaStore does it with a copy kept in hand,
+        since another machine may store a delta against it at that very moment."""
+        self.storage.delete(ref_key)
 
     def _reference_needed(self, space: str, removed: set[str]) -> bool:
         prefix = f"{space}/" if space else ""

@@ -421,6 +421,39 @@ class DeltaStore(Catalog):
         except IntegrityError as exc:
             raise mismatch from exc
 
+    def _delete_reference(self, ref_key: str, space: str, removed: set[str]) -> None:
+        """Delete a reference no delta needs, holding a verified copy until the DeltaSpace has
+        been listed once more.
+
+        Another machine may have stored a delta against it between our last listing and the
+        delete; its own check (``_reference_still_there``) ran before the delete and passed. That
+        delta shows in the listing after the delete, and then the reference goes back.
+        """
+        info = self.storage.head(ref_key)
+        if info is None:
+            return
+        known = parse_metadata(ref_key, info.metadata or {}).file_sha256
+        with contextlib.ExitStack() as stack:
+            work = stack.enter_context(self._workdir())
+            try:
+                ref = stack.enter_context(
+                    self._reference(ref_key, known if is_sha256(known) else None, work)
+                )
+            except IntegrityError as exc:
+                log.warning("%s; deleting it without a copy", exc)  # it rebuilds nothing anyway
+                self.storage.delete(ref_key)
+                return
+            self.storage.delete(ref_key)
+            if not self._reference_needed(space, removed):
+                return
+            log.warning(
+                "%s: another writer stored a delta against it while it was being deleted; "
+                "putting it back",
+                self.url(ref_key),
+            )
+            with contextlib.suppress(PreconditionFailedError):  # someone put it back already
+                self.storage.upload(ref_key, ref.path, info.metadata or {}, create_only=True)
+
     # ---------------------------------------------------------------- get
 
     def get(

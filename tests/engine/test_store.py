@@ -366,6 +366,47 @@ def test_a_reference_deleted_during_a_put_never_leaves_an_orphan_delta(
     assert sha(out) == sha(files[1])
 
 
+class _LateWriterStorage(LocalStorage):
+    """A local store where another machine stores a new version into a DeltaSpace at the worst
+    time for a delete: after this machine found no delta left, just before the reference goes."""
+
+    def __init__(self, root: Path, other: Callable[[], object]) -> None:
+        super().__init__(root)
+        self.other = other
+        self.struck = False
+
+    def delete(self, key: str) -> None:
+        if keys.is_reference(key) and not self.struck:
+            self.struck = True
+            self.other()
+        super().delete(key)
+
+
+def test_a_delta_stored_while_its_reference_is_deleted_keeps_its_reference(
+    tmp_path: Path, settings: EngineSettings
+) -> None:
+    files = series(tmp_path, ".zip", artifacts.write_zip, 3)
+    root = tmp_path / "store"
+    other_settings = EngineSettings(cache_dir=tmp_path / "other-machine")
+    other = DeltaStore(LocalStorage(root), settings=other_settings)
+    other.put(files[0], f"rel/{files[0].name}")  # the other machine knows the reference
+
+    def late_put() -> object:
+        return other.put(files[2], f"rel/{files[2].name}")
+
+    racing = _LateWriterStorage(root, late_put)
+    ours = DeltaStore(racing, settings=settings)
+    gone = ours.delete([f"rel/{files[0].name}"])  # the DeltaSpace's last file, as far as we saw
+    assert racing.struck and "rel/reference.bin" in gone
+    assert racing.head("rel/reference.bin") is not None  # put back
+    out = tmp_path / "back.zip"
+    fresh = DeltaStore(LocalStorage(root), settings=EngineSettings(cache_dir=tmp_path / "c3"))
+    assert fresh.get(f"rel/{files[2].name}", out).sha256 == sha(files[2])
+    # With no late writer the reference simply goes.
+    fresh.delete([f"rel/{files[2].name}"])
+    assert list(fresh.storage.list_objects("rel/")) == []
+
+
 def test_rm_of_a_reference_is_refused_while_deltas_need_it(
     store: DeltaStore, tmp_path: Path
 ) -> None:
