@@ -28,7 +28,7 @@ from dgagent.cli.paths import Filters, folder_prefix, walk
 from dgagent.cli.transfer import WORKERS, describe_put, put_record
 from dgagent.engine import keys
 from dgagent.engine.metadata import Kind
-from dgagent.engine.store import DeltaStore, Entry
+from dgagent.engine.store import DeltaStore, Entry, PutResult
 from dgagent.errors import ConfigError, DgError, NotFoundError
 from dgagent.fileio import scratch_dir, sha256_file
 from dgagent.storage import ObjectInfo, is_store_url
@@ -167,9 +167,12 @@ class Copier:
         args: argparse.Namespace,
         progress: Progress,
         work: Path,
+        existing: set[str],
     ) -> None:
         self.source, self.dest, self.prefix = source, dest, prefix
         self.args, self.progress, self.work = args, progress, work
+        self.existing = existing
+        """Names DST already had when it was listed: only those may have another form to delete."""
         self.done: list[dict[str, Any]] = []
         self.errors: list[str] = []
 
@@ -206,9 +209,18 @@ class Copier:
     def _copy(self, item: Item) -> None:
         key = self.prefix + item.rel
         args = self.args
-        delta, ratio = not args.no_delta, args.max_ratio
+
+        def put(path: Path) -> PutResult:
+            return self.dest.put(
+                path,
+                key,
+                delta=not args.no_delta,
+                max_ratio=args.max_ratio,
+                replacing=item.rel in self.existing,
+            )
+
         if item.path is not None:
-            result = self.dest.put(item.path, key, delta=delta, max_ratio=ratio)
+            result = put(item.path)
             source = item.path
         else:
             assert self.source.store is not None and item.key is not None
@@ -217,7 +229,7 @@ class Copier:
                 tmp = folder / posixpath.basename(item.rel)
                 self.source.store.get(item.key, tmp)  # rebuilt and checked when it is a delta
                 os.utime(tmp, (item.modified, item.modified))  # recorded: the resume rule
-                result = self.dest.put(tmp, key, delta=delta, max_ratio=ratio)
+                result = put(tmp)
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
             source = Path(item.rel)
@@ -342,7 +354,9 @@ def run(args: argparse.Namespace, session: Session) -> int:
     quiet = args.quiet or args.json
     progress = Progress(len(plan.copy), enabled=False if quiet else None)
     with scratch_dir(session.settings.cache_dir.parent / "work", prefix="dg-migrate-") as work:
-        copier = Copier(source, dest, prefix, args=args, progress=progress, work=work)
+        copier = Copier(
+            source, dest, prefix, args=args, progress=progress, work=work, existing=set(existing)
+        )
         try:
             copier.run(plan.copy)
         finally:

@@ -93,7 +93,7 @@ def _to_store(args: argparse.Namespace, session: Session, filters: Filters, quie
     local = scan_local(root, filters)
     remote = scan_remote(store, prefix, filters)
     jobs = [
-        Upload(f.path, prefix + rel)
+        Upload(f.path, prefix + rel, new=rel not in remote)
         for rel, f in local.items()
         if rel not in remote or differs(f, remote[rel], size_only=args.size_only)
     ]

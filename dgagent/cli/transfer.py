@@ -28,6 +28,8 @@ WORKERS = max(2, min(8, (os.cpu_count() or 2) * 2))
 class Upload:
     source: Path
     key: str
+    new: bool = False
+    """The destination's listing had no object of this name (no other form to delete)."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,12 @@ def upload_all(
         progress.start(job.source.name)
         try:
             result = store.put(
-                job.source, job.key, delta=delta, max_ratio=max_ratio, progress=progress.advance
+                job.source,
+                job.key,
+                delta=delta,
+                max_ratio=max_ratio,
+                progress=progress.advance,
+                replacing=not job.new,
             )
         except DgError as exc:
             outcome.errors.append(str(exc))

@@ -100,11 +100,14 @@ class DeltaStore(Catalog):
         progress: Progress | None = None,
         codec: str | None = None,
         stage: Stage | None = None,
+        replacing: bool = True,
     ) -> PutResult:
         """Store a local file under logical ``key`` (delta when eligible and worth it).
 
         ``codec`` (default: the settings') is ``compat`` or ``archive`` (docs/archive-codec.md).
         ``progress`` counts the bytes uploaded; ``stage`` hears which step is running.
+        ``replacing=False`` says a listing just made found no object of this name, so the other
+        form (``name`` against ``name.delta``) needs no DeleteObject.
         """
         check_key(key)
         keys.check_user_key(key)
@@ -141,8 +144,9 @@ class DeltaStore(Catalog):
             self.storage.upload(key, source, meta, progress=progress)
             result = PutResult(key, key, Kind.DIRECT, size, size, 0, sha, None)
         self._check_unchanged(source, before, result)
-        sibling = keys.delta_key(key) if result.kind is Kind.DIRECT else key
-        self.storage.delete(sibling)  # the other form of this name is now stale
+        if replacing:
+            sibling = keys.delta_key(key) if result.kind is Kind.DIRECT else key
+            self.storage.delete(sibling)  # the other form of this name is now stale
         log.debug(
             "put %s: %s as %s, %d of %d bytes (reference created: %d bytes, cache hit: %s)",
             key,

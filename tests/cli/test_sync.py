@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Cli, Remote, assert_clean_failure, release, set_mtime, sha256_of
+from tests.cli.conftest import (
+    Cli,
+    Remote,
+    S3Remote,
+    assert_clean_failure,
+    release,
+    set_mtime,
+    sha256_of,
+)
+from tests.faults.proxy import FaultProxy
 
 OLD = 1_600_000_000.0  # a fixed, clearly-not-now mtime for source files
 
@@ -288,3 +297,28 @@ def test_sync_needs_one_local_folder_and_one_store(
     assert_clean_failure(cli("sync", missing, remote.url("m/")), str(missing))
     assert remote.physical() == set()
     assert not os.path.exists(missing)
+
+
+def test_a_first_sync_sends_no_deletes_and_a_changed_file_replaces_its_other_form(
+    cli: Cli, s3_remote: S3Remote, s3_endpoint: str, tmp_path: Path
+) -> None:
+    """Names the destination's listing did not have need no DeleteObject of their other form
+    (half the requests of a first sync before); a name that exists still gets it."""
+    proxy = FaultProxy(upstream_port=int(s3_endpoint.rsplit(":", 1)[1]))
+    proxy.start()
+    try:
+        src = tmp_path / "src"
+        files = make_tree(src)
+        endpoint = ("--endpoint-url", proxy.url)
+        cli.ok("sync", *endpoint, src, s3_remote.url("m/"))
+        assert proxy.seen["DELETE"] == 0
+        assert s3_remote.logical() == {f"m/{rel}" for rel in files}
+        notes = files["rel/notes.txt"]
+        notes.write_text("notes v2, longer\n")
+        cli.ok("sync", *endpoint, src, s3_remote.url("m/"))
+        assert proxy.seen["DELETE"] == 1  # notes.txt.delta, should one exist
+    finally:
+        proxy.stop()
+    back = tmp_path / "back"
+    cli.ok("sync", s3_remote.url("m/"), back)
+    assert local_files(back) == local_files(src)
