@@ -9,18 +9,12 @@ reloads the config.
 
 from __future__ import annotations
 
-import ctypes
-import fcntl
 import logging
 import os
-import shutil
 import signal
-import stat
-import sys
 import threading
 import time
 import uuid
-from collections import Counter
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -30,47 +24,32 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from dgagent import __version__
 from dgagent.agent import config as config_file
 from dgagent.agent.config import AgentConfig
+from dgagent.agent.disk import DiskPause
 from dgagent.agent.events import EventBus
 from dgagent.agent.index import Index
+from dgagent.agent.lock import AlreadyRunningError, InstanceLock
+from dgagent.agent.memory import trim
 from dgagent.agent.notify import sd_notify, watchdog_interval
 from dgagent.agent.paths import AgentPaths
 from dgagent.agent.pipeline import Pipeline
 from dgagent.agent.rpc import handlers
 from dgagent.agent.server import RpcServer
+from dgagent.agent.status import agent_status
+from dgagent.agent.targets import abort_orphan_uploads, build_targets
 from dgagent.agent.watcher import Watcher
 from dgagent.agent.workers import Target, Workers
-from dgagent.cli.paths import folder_prefix
 from dgagent.engine.cache import ReferenceCache
-from dgagent.engine.store import DeltaStore
-from dgagent.errors import ConfigError, DgError, disk_full
+from dgagent.errors import DgError, disk_full
 from dgagent.settings import EngineSettings, from_env
-from dgagent.storage import S3Storage, parse_location
+
+__all__ = ["Agent", "AlreadyRunningError"]
 
 log = logging.getLogger(__name__)
-
-
-def _load_libc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
-    return libc if hasattr(libc, "malloc_trim") else None
-
-
-_LIBC = _load_libc()
 
 TICK = 0.2
 TIME_JUMP = 5.0
 """A tick this late means the process was stopped or the machine slept: scan."""
-DISK_RECHECK = 5.0
 IDLE_CHECK = 2.0
-DISK_FREE_TO_RESUME = 32 * 1024 * 1024
-
-
-class AlreadyRunningError(DgError):
-    """Another agent holds the lock."""
 
 
 class Agent:
@@ -86,14 +65,16 @@ class Agent:
         self.started = time.time()
         self.paused_watches: set[str] = set()
         self.paused_all = False
-        self.disk_full: str | None = None
-        """Why uploads are paused for lack of space (None: they are not)."""
-        self._disk_full_at = 0.0
+        self.disk = DiskPause(
+            self.bus,
+            (self.settings.cache_dir.parent, self.paths.state_dir),
+            on_resume=self._on_disk_space,
+        )
         self._targets: dict[str, Target] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self._lock_fd: int | None = None
+        self._instance_lock = InstanceLock(paths)
         self.index: Index
         self.workers: Workers
         self.pipeline: Pipeline
@@ -106,26 +87,7 @@ class Agent:
     # ----------------------------------------------------------- lifecycle
 
     def acquire_lock(self) -> None:
-        runtime = self.paths.runtime_dir
-        runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
-        st = os.lstat(runtime)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-            raise ConfigError(
-                f"the runtime folder {runtime} is not a folder owned by you; remove it or set "
-                "XDG_RUNTIME_DIR to a private folder"
-            )
-        os.chmod(runtime, 0o700)
-        self.paths.check_socket_length()
-        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise AlreadyRunningError(f"dg-agent is already running (pid {pid})") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
+        self._instance_lock.acquire()
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT or a shutdown request; returns the exit code."""
@@ -143,7 +105,7 @@ class Agent:
             wake_workers=lambda: self.workers.wake(),  # noqa: PLW0108 (workers come later)
         )
         self._apply(self.config)
-        self._abort_orphan_uploads()
+        abort_orphan_uploads(self.targets().values(), datetime.fromtimestamp(self.started, tz=UTC))
         self.workers = Workers(
             self.index,
             self.bus,
@@ -152,7 +114,7 @@ class Agent:
             count=self.config.agent.workers,
             settle_seconds=self.config.agent.settle_seconds,
             on_permanent=self._note,
-            on_disk_full=self._on_disk_full,
+            on_disk_full=self.disk.pause,
         )
         server = RpcServer(
             self.paths.socket,
@@ -195,33 +157,9 @@ class Agent:
                 log.warning("stopping with uploads still running; they are redone at next start")
             server.stop()
             self.index.close()
-            self._release_lock()
+            self._instance_lock.release()
             log.info("dg-agent stopped")
         return 0
-
-    def _abort_orphan_uploads(self) -> None:
-        """Multipart uploads a killed agent left behind: everything started before this start."""
-        before = datetime.fromtimestamp(self.started, tz=UTC)
-        for target in self.targets().values():
-            storage = target.store.storage
-            if not isinstance(storage, S3Storage):
-                continue
-            try:
-                keys = storage.abort_stale_uploads(target.prefix, before)
-            except DgError as exc:
-                log.warning(
-                    "could not look for unfinished uploads in %s: %s", target.watch.url, exc
-                )
-                continue
-            if keys:
-                log.info(
-                    "aborted %d unfinished multipart uploads in %s", len(keys), target.watch.url
-                )
-
-    def _release_lock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -246,11 +184,7 @@ class Agent:
 
     def _apply(self, config: AgentConfig) -> None:
         """Build the targets of the configured watches and (re)watch their roots."""
-        targets: dict[str, Target] = {}
-        for watch in config.watches:
-            location = parse_location(watch.url, config.s3.options(), shared_client=True)
-            store = DeltaStore(location.storage, settings=self.settings, cache=self.cache)
-            targets[watch.name] = Target(watch, store, folder_prefix(location.key))
+        targets = build_targets(config, settings=self.settings, cache=self.cache)
         removed = set(self._targets) - set(targets)
         with self._lock:
             self.config = config
@@ -276,34 +210,14 @@ class Agent:
             return dict(self._targets)
 
     def paused(self) -> set[str]:
-        if self.paused_all or self.disk_full:
+        if self.paused_all or self.disk.reason:
             return set(self._targets)
         return set(self.paused_watches)
 
-    def _on_disk_full(self, message: str) -> None:
-        """Stop taking work until there is space again, rather than failing every file."""
-        with self._lock:
-            first = self.disk_full is None
-            self.disk_full = message
-            self._disk_full_at = time.monotonic()
-        if first:
-            log.error("pausing: %s; uploads resume once space is freed", message)
-            self.bus.publish("agent.paused", {"watch": None, "reason": f"disk full: {message}"})
-
-    def _check_disk_space(self) -> None:
-        if self.disk_full is None or time.monotonic() - self._disk_full_at < DISK_RECHECK:
-            return
-        folders = (self.settings.cache_dir.parent, self.paths.state_dir)
-        free = min(shutil.disk_usage(f).free for f in folders if f.exists())
-        if free >= DISK_FREE_TO_RESUME:
-            log.info("disk space is back (%d MiB free); resuming", free // 2**20)
-            self.disk_full = None
-            self.bus.publish("agent.resumed", {"watch": None, "reason": "disk space is back"})
-            # Whatever the full index could not record (a queued file, new times) is found again.
-            self.request_scan(None)
-            self.workers.wake()
-        else:
-            self._disk_full_at = time.monotonic()
+    def _on_disk_space(self) -> None:
+        """Space is back after a full disk: find what the index missed, and take work again."""
+        self.request_scan(None)
+        self.workers.wake()
 
     def _note(self, watch: str, message: str) -> None:
         self.notes[watch] = message
@@ -327,7 +241,7 @@ class Agent:
                 last_idle_check = now
                 idle = self.idle()
                 if idle and not was_idle:
-                    self._trim()
+                    trim()
                 was_idle = idle
             if now - last > TIME_JUMP:
                 log.info("the agent was paused for %.0f s; scanning for missed changes", now - last)
@@ -341,26 +255,16 @@ class Agent:
                 self._supervise_watcher()
             try:
                 # Checked first: a tick that fails on the full disk must not keep it from resuming.
-                self._check_disk_space()
-                self.pipeline.tick(hold=self.disk_full is not None)
+                self.disk.check()
+                self.pipeline.tick(hold=self.disk.reason is not None)
             except Exception as exc:  # the loop must outlive a full disk or a bug in one tick
                 if disk_full(exc):
-                    self._on_disk_full(str(exc))
+                    self.disk.pause(str(exc))
                 else:
                     log.exception("error in the agent loop; continuing")
             if ping is not None and now - last_ping > ping and self._healthy():
                 sd_notify("WATCHDOG=1")
                 last_ping = now
-
-    @staticmethod
-    def _trim() -> None:
-        """Give memory freed by a burst back to the system once the agent goes idle.
-
-        glibc keeps freed heap in its arenas; after storing thousands of files that is tens of
-        MB an idle agent would hold for nothing.
-        """
-        if _LIBC is not None:
-            _LIBC.malloc_trim(0)
 
     def _healthy(self) -> bool:
         return self.watcher.alive() or not self._targets
@@ -383,53 +287,4 @@ class Agent:
         )
 
     def status(self) -> dict[str, Any]:
-        counts = self.index.counts()
-        totals = self.index.totals()
-        watches = []
-        for name, target in self.targets().items():
-            t = totals.get(name, {"files": 0, "original": 0, "stored": 0})
-            watches.append(
-                {
-                    "dir": name,
-                    "url": target.watch.url,
-                    "delete": target.watch.delete,
-                    "state": "paused"
-                    if name in self.paused()
-                    else self.watcher.states.get(name, "?"),
-                    "note": self.notes.get(name),
-                    "last_scan": self.pipeline.last_scan.get(name),
-                    **t,
-                }
-            )
-        requests: Counter[str] = Counter()
-        # Buckets on one endpoint share a client, and so its counter: count each counter once.
-        counters = {
-            id(c): c
-            for t in self.targets().values()
-            if (c := getattr(t.store.storage, "requests", None)) is not None
-        }
-        for counter in counters.values():
-            requests.update(counter)
-        original = sum(t["original"] for t in totals.values())
-        stored = sum(t["stored"] for t in totals.values())
-        return {
-            "pid": os.getpid(),
-            "version": __version__,
-            "started": self.started,
-            "uptime": round(time.time() - self.started, 1),
-            "idle": self.idle(),
-            "paused": self.paused_all or self.disk_full is not None,
-            "disk_full": self.disk_full,
-            "scanning": self.pipeline.scanning,
-            "settling": len(self.pipeline.settler),
-            "queued": counts.get("queued", 0),
-            "uploading": counts.get("uploading", 0),
-            "done": counts.get("stored", 0),
-            "failed": counts.get("failed", 0),
-            "retrying": self.index.retrying(),
-            "watches": watches,
-            "cache": {"hits": self.cache.hits, "misses": self.cache.misses},
-            "bytes": {"original": original, "stored": stored, "saved": original - stored},
-            "config": str(self.paths.config_file),
-            "requests": {"total": sum(requests.values()), **requests},
-        }
+        return agent_status(self)
