@@ -104,7 +104,15 @@ class ReferenceCache:
             yield CacheEntry(path=path, hit=hit)
 
     def add(self, sha256: str, source: Path) -> None:
-        """Put a copy of a local file we already have (say, a reference just uploaded)."""
+        """Put a copy of a local file we already have (say, a reference just downloaded)."""
+        with self.holding(sha256, source):
+            pass
+
+    @contextlib.contextmanager
+    def holding(self, sha256: str, source: Path) -> Iterator[Path]:
+        """Put a copy of a local file we already have, and yield the copy's path: checked
+        against ``sha256`` (IntegrityError when the file changed after it was hashed) and safe
+        from eviction until the block ends."""
         path = self._entry_path(sha256)
         handle = self._open_verified(sha256, path)  # when intact, this touches it
         if handle is None:
@@ -116,9 +124,11 @@ class ReferenceCache:
                     fix="it changed after it was hashed: hash it again before adding it",
                 )
             with handle:
-                self.evict()
+                self.evict()  # our shared lock keeps the new entry safe from this
+                yield path
         else:
-            handle.close()
+            with handle:
+                yield path
 
     def stats(self) -> CacheStats:
         """Count this instance's hits and misses and walk the entries on disk."""

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import posixpath
+import shutil
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from dgagent.engine.metadata import (
 )
 from dgagent.engine.results import COMPAT, Entry, GetResult, PutResult
 from dgagent.errors import (
+    CacheError,
     CodecError,
     DgError,
     IntegrityError,
@@ -306,24 +308,23 @@ class DeltaStore(Catalog):
                 log.info("%s is gzip/bzip2/xz data: not made a reference, stored direct", key)
                 yield None
                 return
-            try:
-                meta = reference_metadata(posixpath.basename(key), sha, size)
-                report.enter("reference", size)
-                self.storage.upload(
-                    ref_key, source, meta, create_only=True, progress=report.progress
+            with self._reference_copy(source, sha, work) as copy:
+                try:
+                    meta = reference_metadata(posixpath.basename(key), sha, size)
+                    report.enter("reference", size)
+                    self.storage.upload(
+                        ref_key, copy, meta, create_only=True, progress=report.progress
+                    )
+                except PreconditionFailedError:
+                    log.info("%s was created by another writer; using it", self.url(ref_key))
+                else:
+                    yield _Ref(copy, sha, None, created=True)
+                    return
+            ref = self.storage.head(ref_key)
+            if ref is None:
+                raise StorageError(
+                    f"{self.url(ref_key)} was reported as existing but cannot be read; try again"
                 )
-            except PreconditionFailedError:
-                log.info("%s was created by another writer; using it", self.url(ref_key))
-                ref = self.storage.head(ref_key)
-                if ref is None:
-                    raise StorageError(
-                        f"{self.url(ref_key)} was reported as existing but cannot be read; "
-                        "try again"
-                    ) from None
-            else:
-                self._add_to_cache(sha, source)
-                yield _Ref(source, sha, None, created=True)
-                return
         known = parse_metadata(ref_key, ref.metadata or {}).file_sha256
         with self._reference(ref_key, known if is_sha256(known) else None, work) as entry:
             if looks_compressed(entry.path) and expanded is None:
@@ -336,6 +337,32 @@ class DeltaStore(Catalog):
                 yield None
             else:
                 yield entry
+
+    @contextlib.contextmanager
+    def _reference_copy(self, source: Path, sha: str, work: Path) -> Iterator[Path]:
+        """A private copy of the file that is about to become a DeltaSpace's reference, checked
+        against ``sha``: the reference is uploaded (and diffed against) from it, never from
+        ``source``, which a build may rewrite at any moment, while the reference must hold
+        exactly the bytes its metadata names. The cache's copy when the cache takes it (held
+        until the block ends), else one in the work folder."""
+        changed = IntegrityError(
+            f"{source} changed while it was being stored; nothing was kept, store it again "
+            "once it is complete"
+        )
+        with contextlib.ExitStack() as stack:
+            try:
+                path = stack.enter_context(self.cache.holding(sha, source))
+            except IntegrityError as exc:
+                raise changed from exc
+            except CacheError as exc:
+                log.warning("could not cache the new reference (%s); copying it aside", exc)
+                path = work / "reference.copy"
+                with source.open("rb") as src, path.open("wb") as f:
+                    writer = HashingWriter(f)
+                    shutil.copyfileobj(src, cast(BinaryIO, writer), 1024 * 1024)
+                if writer.hexdigest() != sha:
+                    raise changed from None
+            yield path
 
     def _reference_still_there(self, ref_key: str, base: _Ref) -> bool:
         """After a delta upload: its reference must still be the one it was made against.

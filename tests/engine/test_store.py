@@ -17,7 +17,7 @@ from dgagent.engine.metadata import Kind, parse_metadata
 from dgagent.engine.store import DeltaStore, Entry
 from dgagent.errors import DgError, IntegrityError, NotFoundError, ReservedNameError
 from dgagent.settings import EngineSettings
-from dgagent.storage import LocalStorage, S3Options, S3Storage, Storage
+from dgagent.storage import LocalStorage, ObjectInfo, S3Options, S3Storage, Storage
 from tests import artifacts
 
 Maker = Callable[[Path, dict[str, bytes]], Path]
@@ -405,6 +405,46 @@ def test_a_delta_stored_while_its_reference_is_deleted_keeps_its_reference(
     # With no late writer the reference simply goes.
     fresh.delete([f"rel/{files[2].name}"])
     assert list(fresh.storage.list_objects("rel/")) == []
+
+
+class _RewritingStorage(LocalStorage):
+    """A local store during whose first look for a reference a build rewrites the file being
+    stored: after it was hashed, before it would become the DeltaSpace's reference."""
+
+    def __init__(self, root: Path, rewrite: Callable[[], object]) -> None:
+        super().__init__(root)
+        self.rewrite = rewrite
+        self.struck = False
+
+    def head(self, key: str) -> ObjectInfo | None:
+        if keys.is_reference(key) and not self.struck:
+            self.struck = True
+            self.rewrite()
+        return super().head(key)
+
+
+def test_a_file_rewritten_as_it_becomes_the_reference_never_corrupts_the_deltaspace(
+    tmp_path: Path, settings: EngineSettings
+) -> None:
+    """Found by the kill -9 burst scenario: the reference was uploaded from the file itself,
+    so a rewrite after hashing left reference.bin with other bytes than its SHA-256 metadata,
+    and every later delta in that DeltaSpace failed."""
+    files = series(tmp_path, ".zip", artifacts.write_zip, 3)
+    first = files[0]
+    rewritten = first.read_bytes()[::-1]  # other bytes, same size
+
+    racing = _RewritingStorage(tmp_path / "store", lambda: first.write_bytes(rewritten))
+    store = DeltaStore(racing, settings=settings)
+    with pytest.raises(IntegrityError, match="changed while it was being stored"):
+        store.put(first, f"rel/{first.name}")
+    assert racing.struck
+    assert racing.head("rel/reference.bin") is None  # nothing half-made is left
+    for f in [first, *files[1:]]:  # the build is done: everything stores and reads back
+        store.put(f, f"rel/{f.name}")
+    reader = DeltaStore(racing, settings=EngineSettings(cache_dir=tmp_path / "reader"))
+    (tmp_path / "back").mkdir()
+    for f in [first, *files[1:]]:
+        assert reader.get(f"rel/{f.name}", tmp_path / "back" / f.name).sha256 == sha(f)
 
 
 def test_rm_of_a_reference_is_refused_while_deltas_need_it(

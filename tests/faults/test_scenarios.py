@@ -243,7 +243,7 @@ def test_kill_9_at_random_moments_in_a_burst(
         agent.kill()
         agent.start()
     status = agent.wait_idle(600)
-    assert status["failed"] == 0
+    assert status["failed"] == 0, agent.call("queue", {"state": "failed"})["items"]
     store = s3_store(bucket, s3_endpoint, tmp_path)
     oracle.check(store, folder, "burst/", tmp_path, index=index_of(agent), history=history)
     sent = status["requests"].get("PutObject", 0)
