@@ -326,7 +326,16 @@ class DeltaStore(Catalog):
                     f"{self.url(ref_key)} was reported as existing but cannot be read; try again"
                 )
         known = parse_metadata(ref_key, ref.metadata or {}).file_sha256
-        with self._reference(ref_key, known if is_sha256(known) else None, work) as entry:
+        with contextlib.ExitStack() as stack:
+            try:
+                entry = stack.enter_context(
+                    self._reference(ref_key, known if is_sha256(known) else None, work)
+                )
+            except IntegrityError as exc:
+                # No delta can be made against it, but the file can still be kept, whole.
+                log.warning("%s; storing %s direct", exc, key)
+                yield None
+                return
             if looks_compressed(entry.path) and expanded is None:
                 log.info(
                     "%s is gzip/bzip2/xz data that DeltaGlider would unpack before "

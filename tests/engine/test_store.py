@@ -175,6 +175,12 @@ def test_corrupted_reference_fails_clearly_and_writes_nothing(
         fresh.get(f"rel/{files[1].name}", out)
     assert not out.exists()
     assert list(tmp_path.glob("*.dg-part-*")) == []
+    # A new version can still be kept: whole, since nothing can be diffed against that reference.
+    (tmp_path / "newer").mkdir()
+    newer = series(tmp_path / "newer", ".zip", artifacts.write_zip, 3)[2]
+    result = fresh.put(newer, f"rel/{newer.name}")
+    assert result.kind is Kind.DIRECT
+    assert fresh.get(f"rel/{newer.name}", tmp_path / "newer.zip").sha256 == sha(newer)
 
 
 def test_corrupted_delta_fails_clearly_and_writes_nothing(
