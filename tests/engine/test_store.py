@@ -453,6 +453,22 @@ def test_a_file_rewritten_as_it_becomes_the_reference_never_corrupts_the_deltasp
         assert reader.get(f"rel/{f.name}", tmp_path / "back" / f.name).sha256 == sha(f)
 
 
+def test_a_new_reference_is_made_from_a_copy_aside_when_the_cache_cannot_take_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cache's folder is unusable (here: a file): the first put still creates the
+    reference, from a checked copy in the work folder, and the file reads back."""
+    (tmp_path / "cache").write_bytes(b"not a directory")
+    settings = EngineSettings(cache_dir=tmp_path / "cache" / "references")
+    store = DeltaStore(LocalStorage(tmp_path / "store"), settings=settings)
+    first = series(tmp_path, ".zip", artifacts.write_zip, 1)[0]
+    result = store.put(first, f"rel/{first.name}")
+    assert result.kind is Kind.DELTA and result.reference_size == first.stat().st_size
+    assert "copying it aside" in caplog.text
+    reader = DeltaStore(store.storage, settings=EngineSettings(cache_dir=tmp_path / "c2"))
+    assert reader.get(f"rel/{first.name}", tmp_path / "back.zip").sha256 == sha(first)
+
+
 def test_rm_of_a_reference_is_refused_while_deltas_need_it(
     store: DeltaStore, tmp_path: Path
 ) -> None:
