@@ -113,17 +113,21 @@ class Catalog:
         removed = set(gone)
         for space in sorted(affected):
             ref_key = keys.reference_key(space)
-            if self._reference_needed(space, removed) or self.storage.head(ref_key) is None:
+            if self._reference_needed(space, removed):
+                continue
+            ref = self.storage.head(ref_key)
+            if ref is None:
                 continue
             if not dryrun:
-                self._delete_reference(ref_key, space, removed)
+                self._delete_reference(ref, space, removed)
             gone.append(ref_key)
         return gone
 
-    def _delete_reference(self, ref_key: str, space: str, removed: set[str]) -> None:
-        """Delete a reference that no delta needs. DeltaStore does it with a copy kept in hand,
-        since another machine may store a delta against it at that very moment."""
-        self.storage.delete(ref_key)
+    def _delete_reference(self, ref: ObjectInfo, space: str, removed: set[str]) -> None:
+        """Delete a reference that no delta needs. DeltaStore, the only user, does it with a
+        verified copy kept in hand, since another machine may store a delta against it at that
+        very moment; a plain catalog (no reference cache) can only delete it."""
+        self.storage.delete(ref.key)
 
     def _reference_needed(self, space: str, removed: set[str]) -> bool:
         prefix = f"{space}/" if space else ""

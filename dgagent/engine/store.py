@@ -461,7 +461,7 @@ class DeltaStore(Catalog):
         except IntegrityError as exc:
             raise mismatch from exc
 
-    def _delete_reference(self, ref_key: str, space: str, removed: set[str]) -> None:
+    def _delete_reference(self, ref: ObjectInfo, space: str, removed: set[str]) -> None:
         """Delete a reference no delta needs, holding a verified copy until the DeltaSpace has
         been listed once more.
 
@@ -469,14 +469,12 @@ class DeltaStore(Catalog):
         delete; its own check (``_reference_still_there``) ran before the delete and passed. That
         delta shows in the listing after the delete, and then the reference goes back.
         """
-        info = self.storage.head(ref_key)
-        if info is None:
-            return
-        known = parse_metadata(ref_key, info.metadata or {}).file_sha256
+        ref_key = ref.key
+        known = parse_metadata(ref_key, ref.metadata or {}).file_sha256
         with contextlib.ExitStack() as stack:
             work = stack.enter_context(self._workdir())
             try:
-                ref = stack.enter_context(
+                copy = stack.enter_context(
                     self._reference(ref_key, known if is_sha256(known) else None, work)
                 )
             except IntegrityError as exc:
@@ -491,8 +489,17 @@ class DeltaStore(Catalog):
                 "putting it back",
                 self.url(ref_key),
             )
-            with contextlib.suppress(PreconditionFailedError):  # someone put it back already
-                self.storage.upload(ref_key, ref.path, info.metadata or {}, create_only=True)
+            try:
+                self.storage.upload(ref_key, copy.path, ref.metadata or {}, create_only=True)
+            except PreconditionFailedError:
+                pass  # someone put it back already
+            except StorageError as exc:
+                raise StorageError(
+                    f"{self.url(ref_key)} was deleted while another writer stored a delta "
+                    f"against it, and putting it back failed ({exc}); the deltas stored in that "
+                    "DeltaSpace since cannot be rebuilt: store those files again from their "
+                    "source (dg-agent cp FILE URL)"
+                ) from exc
 
     # ---------------------------------------------------------------- get
 

@@ -140,8 +140,9 @@ def translate(exc: Exception, what: str) -> DgError:  # noqa: PLR0911 (a flat ta
             return PreconditionFailedError(f"{what} already exists")
         if code == "NotImplemented" or status == 501:
             return UnsupportedError(
-                f"the S3 server does not implement a request for {what}: "
-                f"{err.get('Message', code)}".rstrip()
+                f"the S3 server does not implement a request for {what} "
+                f"({err.get('Message', code)}): dg-agent needs plain PUT, GET, HEAD, LIST, "
+                "DELETE and multipart uploads; use a server (or version) that has them"
             )
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
             return AccessDeniedError(
