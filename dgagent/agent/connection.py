@@ -60,12 +60,24 @@ class Connection:
         self._room = asyncio.Event()  # an answer was written
         self._closing = False
         self._broken = False
+        self._read_task: asyncio.Task[None] | None = None
+
+    def finish_reading(self) -> None:
+        """Take no more requests (the server is stopping); those read still get their answer."""
+        if self._read_task is not None:
+            self._read_task.cancel()
 
     async def run(self) -> None:
         writer_task = asyncio.create_task(self._write_loop())
+        read_task = self._read_task = asyncio.create_task(self._read_loop())
+        if self.server.stopping:  # connected as the server began to stop: nothing to read
+            read_task.cancel()
         try:
-            await self._read_loop()
-            # The peer may only have shut down its sending side: finish and send what it asked.
+            # asyncio.wait, not await: finish_reading() cancels the read task, and that must
+            # not look like this connection being cancelled.
+            await asyncio.wait({read_task})
+            # The peer may only have shut down its sending side, or the server is stopping:
+            # either way finish what was asked and send every answer before closing.
             if self._handlers:
                 await asyncio.wait(set(self._handlers))
             self.server.subscribers.discard(self)
@@ -73,6 +85,7 @@ class Connection:
             self._wake.set()
             await writer_task
         finally:
+            read_task.cancel()
             writer_task.cancel()
             for task in self._handlers:
                 task.cancel()

@@ -148,9 +148,15 @@ class Agent:
         try:
             self._loop()
         finally:
+            # In this order, so that nothing uses the index once it is closed: first what feeds
+            # the queue (the loop has ended; the scheduler, waiting for a job in progress, and
+            # the watcher), then the workers. The socket stays up while they drain, so clients
+            # still see the agent finish its uploads; stopping it answers the requests in
+            # flight. Whatever outlives all that (an upload past the drain timeout, a handler
+            # past the server's grace) gets IndexClosedError from the closed index.
             sd_notify("STOPPING=1")
             self.bus.publish("agent.stopping", {})
-            scheduler.shutdown(wait=False)
+            scheduler.shutdown(wait=True)
             self.watcher.stop()
             drained = self.workers.drain(self.config.agent.drain_timeout)
             if not drained:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dgagent.errors import DgError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     watch TEXT NOT NULL,
@@ -48,6 +50,10 @@ CREATE TABLE IF NOT EXISTS transfers (
 """
 KEEP_TRANSFERS = 10_000
 PENDING = ("queued", "uploading")
+
+
+class IndexClosedError(DgError):
+    """The index was closed (the agent is stopping) and cannot be read or written any more."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,7 @@ class Index:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        self._closed = False
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -129,28 +136,51 @@ class Index:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
     def close(self) -> None:
+        """Checkpoint and close; later calls raise IndexClosedError (closing twice is a no-op)."""
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @contextmanager
+    def _use(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock: every access goes through here.
+
+        A handler or worker that outlives the agent's shutdown (a slow RPC call, an upload past
+        the drain timeout) gets a DgError it can report, not sqlite3's ProgrammingError.
+        """
+        with self._lock:
+            if self._closed:
+                raise IndexClosedError(
+                    "the agent's index is closed because the agent is stopping; "
+                    "retry once it runs again"
+                )
+            yield self._db
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._use() as db:
+            db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                yield db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
 
     def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
-        with self._lock:
-            return [Row(**dict(r)) for r in self._db.execute(sql, args).fetchall()]
+        with self._use() as db:
+            return [Row(**dict(r)) for r in db.execute(sql, args).fetchall()]
 
     def integrity_ok(self) -> bool:
-        with self._lock:
-            return bool(self._db.execute("PRAGMA quick_check").fetchone()[0] == "ok")
+        with self._use() as db:
+            return bool(db.execute("PRAGMA quick_check").fetchone()[0] == "ok")
 
     # ------------------------------------------------------------ reads
 
@@ -172,14 +202,14 @@ class Index:
         return self._rows(sql, (state, limit, offset))
 
     def counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall()
+        with self._use() as db:
+            rows = db.execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall()
         return {state: n for state, n in rows}
 
     def retrying(self) -> int:
         """Queued operations waiting out a backoff after a failed attempt."""
-        with self._lock:
-            row = self._db.execute(
+        with self._use() as db:
+            row = db.execute(
                 "SELECT COUNT(*) FROM files WHERE state='queued' AND attempts>0"
             ).fetchone()
         return int(row[0])
@@ -190,20 +220,18 @@ class Index:
             "SELECT watch, COUNT(*), COALESCE(SUM(original_size),0), COALESCE(SUM(stored_size),0) "
             "FROM files WHERE state='stored' GROUP BY watch"
         )
-        with self._lock:
-            rows = self._db.execute(sql).fetchall()
+        with self._use() as db:
+            rows = db.execute(sql).fetchall()
         return {w: {"files": n, "original": o, "stored": s} for w, n, o, s in rows}
 
     def next_due(self) -> float | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT MIN(next_attempt) FROM files WHERE state='queued'"
-            ).fetchone()
+        with self._use() as db:
+            row = db.execute("SELECT MIN(next_attempt) FROM files WHERE state='queued'").fetchone()
         return None if row[0] is None else float(row[0])
 
     def recent(self, limit: int) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._use() as db:
+            rows = db.execute(
                 "SELECT * FROM transfers ORDER BY id DESC LIMIT ?", (limit,)
             ).fetchall()
         return [dict(r) for r in rows]

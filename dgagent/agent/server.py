@@ -61,6 +61,7 @@ class RpcServer:
         client_queue: int = 1000,
         workers: int = 8,
         allowed_uid: int | None = None,
+        stop_grace: float = 5.0,
     ) -> None:
         for name, value in (("max_line", max_line), ("client_queue", client_queue)):
             if value < 1:
@@ -78,6 +79,9 @@ class RpcServer:
         self.client_queue = client_queue
         self.allowed_uid = os.getuid() if allowed_uid is None else allowed_uid
         self._workers = workers
+        self.stop_grace = stop_grace
+        """How long stop() lets handlers in flight finish and their answers reach the clients."""
+        self.stopping = False  # set on the loop thread once stop() began; read there only
         self._lock = threading.Lock()
         self._state = "new"
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -127,7 +131,12 @@ class RpcServer:
             log.info("listening on %s", self.socket_path)
 
     def stop(self) -> None:
-        """Close the listener and every connection, join the thread, remove our socket file."""
+        """Stop listening, answer what was asked, close every connection, remove the socket file.
+
+        Requests already read are answered and the answers flushed (for up to ``stop_grace``
+        seconds) before their connection closes: a client that asked ``shutdown`` gets its
+        answer rather than a closed connection.
+        """
         with self._lock:
             if self._state != "running":
                 return
@@ -138,10 +147,12 @@ class RpcServer:
             with contextlib.suppress(RuntimeError):  # the loop already ended on its own
                 self._loop.call_soon_threadsafe(self._request_stop)
             if threading.current_thread() is not self._thread:
-                self._thread.join(timeout=10)
+                wait = self.stop_grace + 10
+                self._thread.join(timeout=wait)
                 if self._thread.is_alive():
-                    log.warning("the socket server thread did not stop within 10 s")
-            # Handlers still running finish in their threads; their answers go nowhere.
+                    log.warning("the socket server thread did not stop within %.0f s", wait)
+            # Handlers still running past the grace finish in their threads; their answers go
+            # nowhere (and what they ask of a closed index fails with IndexClosedError).
             self.pool.shutdown(wait=False, cancel_futures=True)
             remove_socket(self.socket_path, self._bound)
             log.info("stopped listening on %s", self.socket_path)
@@ -173,12 +184,32 @@ class RpcServer:
         try:
             await self._stop_event.wait()
         finally:
+            self.stopping = True
             server.close()
-            tasks = list(self._client_tasks)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._close_clients()
             await server.wait_closed()
+
+    async def _close_clients(self) -> None:
+        """Let every connection finish: no more reading, answer what was read, flush, close.
+
+        Past ``stop_grace`` the rest are cancelled. Loops because a connection accepted just
+        before the listener closed registers its task a moment later.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.stop_grace
+        await asyncio.sleep(0)  # let connections accepted before close() start their task
+        while self._client_tasks:
+            for conn in list(self._connections):
+                conn.finish_reading()
+            tasks = set(self._client_tasks)
+            remaining = deadline - loop.time()
+            if remaining > 0:
+                await asyncio.wait(tasks, timeout=remaining)
+            else:
+                log.warning("closing %d connections that did not finish in time", len(tasks))
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     def _request_stop(self) -> None:
         if self._stop_event is not None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from dgagent.agent.config import Watch
 from dgagent.agent.events import EventBus
-from dgagent.agent.index import Index, Row
+from dgagent.agent.index import Index, IndexClosedError, Row
 from dgagent.agent.progress import PutProgress
 from dgagent.engine.store import DeltaStore
 from dgagent.errors import (
@@ -122,6 +122,16 @@ class Workers:
         return not any(t.is_alive() for t in self._threads)
 
     def _loop(self) -> None:
+        try:
+            self._take_work()
+        except IndexClosedError:
+            # Only after drain() gave up on us: the agent stopped meanwhile. The row stays
+            # 'uploading' in the index, and the next start queues it again (requeue_interrupted).
+            log.info(
+                "a worker stopped mid-operation because the agent stopped; redone at next start"
+            )
+
+    def _take_work(self) -> None:
         while True:
             with self._wake:
                 if not self._taking:
@@ -129,6 +139,8 @@ class Workers:
             try:
                 self._record_later()
                 rows = self.index.claim(1, self.paused())
+            except IndexClosedError:
+                raise
             except Exception as exc:  # noqa: BLE001 (the index's disk is full: wait, do not die)
                 self._index_failed(exc)
                 continue
@@ -141,6 +153,8 @@ class Workers:
                 self._active += 1
             try:
                 self._run(rows[0])
+            except IndexClosedError:
+                raise
             except Exception as exc:  # noqa: BLE001 (a bug or a full disk must not kill the worker)
                 self._unexpected(rows[0], exc)
             finally:
@@ -197,6 +211,8 @@ class Workers:
                 self._delete(target, row)
             else:
                 self._put(target, row, started)
+        except IndexClosedError:
+            raise  # not the file's failure: it cannot even be recorded
         except DgError as exc:
             self._failed(target, row, exc, time.monotonic() - started)
 

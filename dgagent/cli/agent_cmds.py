@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from dgagent.agent import config as config_file
-from dgagent.agent import service
-from dgagent.agent.client import AgentClient, AgentNotRunning
+from dgagent.agent import lock, service
+from dgagent.agent.client import AgentClient, AgentConnectionError, AgentNotRunning
 from dgagent.agent.config import Watch
 from dgagent.agent.paths import agent_paths
 from dgagent.cli.common import Session, human, percent, print_json
@@ -101,23 +101,44 @@ def run_start(args: argparse.Namespace, session: Session) -> int:
     return 1
 
 
-def run_stop(args: argparse.Namespace, session: Session) -> int:
-    manager = service.installed()
+def _ask_shutdown() -> bool | None:
+    """Ask the agent to stop: True when it answered, None when nothing listens, False when
+    the connection was lost before the answer (the agent may be stopping already)."""
     try:
         _ask("shutdown", timeout=10)
     except AgentNotRunning:
+        return None
+    except AgentConnectionError:
+        return False
+    return True
+
+
+def run_stop(args: argparse.Namespace, session: Session) -> int:
+    paths = agent_paths()
+    manager = service.installed()
+    asked = _ask_shutdown()
+    if asked is None and not lock.held(paths):
         print("dg-agent is not running")
         return 0
     if manager is not None:
         service.stop_service(manager)  # or the service manager restarts it
+    # Done means the agent let go of its lock, its last act: the socket goes before that, and
+    # a lost connection says nothing either way. Until then the request is repeated, in case
+    # it never arrived (the agent was still starting, or the connection broke first).
     deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
-        if _running_pid() is None:
-            print("dg-agent stopped")
-            return 0
-        time.sleep(0.2)
-    print(f"dg-agent: the agent is still running after {args.timeout:.0f} s", file=sys.stderr)
-    return 1
+    while lock.held(paths):
+        if time.monotonic() >= deadline:
+            print(
+                f"dg-agent: the agent is still running after {args.timeout:.0f} s; "
+                f"see {paths.log} or the service's log, then run dg-agent stop again",
+                file=sys.stderr,
+            )
+            return 1
+        time.sleep(0.05)
+        if not asked:
+            asked = _ask_shutdown()
+    print("dg-agent stopped")
+    return 0
 
 
 def run_status(args: argparse.Namespace, session: Session) -> int:

@@ -486,6 +486,54 @@ def test_stop_closes_clients_and_removes_only_its_socket(h: Harness, sock_dir: P
         AgentClient(h.path).connect()
 
 
+def test_stop_answers_the_calls_in_flight_before_closing(h: Harness) -> None:
+    """A ``shutdown`` call is in flight when the agent stops its server: it must get its answer."""
+    answers: list[Any] = []
+    with h.client() as client:
+        caller = threading.Thread(target=lambda: answers.append(client.call("slow")))
+        caller.start()
+        assert h.started.wait(TIMEOUT)
+        stopper = threading.Thread(target=h.server.stop)
+        stopper.start()
+        deadline = time.monotonic() + TIMEOUT
+        while True:  # stop() has begun once the listener refuses new clients
+            try:
+                AgentClient(h.path, timeout=TIMEOUT).connect()
+            except AgentNotRunning:
+                break
+            assert time.monotonic() < deadline, "the server kept accepting clients"
+            time.sleep(0.01)
+        assert stopper.is_alive()  # waiting for the handler, not gone without answering
+        h.release.set()
+        caller.join(TIMEOUT)
+        stopper.join(TIMEOUT)
+        assert list(client.events(timeout=TIMEOUT)) == []  # then the connection closes
+    assert answers == ["done"]
+    assert not h.path.exists()
+
+
+def test_stop_gives_up_on_a_handler_past_its_grace(make: Callable[..., Harness]) -> None:
+    h = make(stop_grace=0.3)
+    lost: list[Exception] = []
+
+    def call() -> None:
+        try:
+            client.call("slow")
+        except AgentConnectionError as exc:
+            lost.append(exc)
+
+    with h.client() as client:
+        caller = threading.Thread(target=call)
+        caller.start()
+        assert h.started.wait(TIMEOUT)
+        began = time.monotonic()
+        h.server.stop()
+        assert time.monotonic() - began < 5
+        caller.join(TIMEOUT)
+    assert len(lost) == 1
+    assert "closed the connection before answering 'slow'" in str(lost[0])
+
+
 def test_stop_leaves_a_socket_that_is_not_its_own(h: Harness) -> None:
     os.unlink(h.path)
     other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
