@@ -1,4 +1,5 @@
-"""Fixtures that start real parts: moto's S3 server over HTTP on 127.0.0.1, isolated dirs.
+"""Fixtures that start real parts: moto's S3 server over HTTP on 127.0.0.1, isolated dirs, and
+for the tests that guard correctness two real S3 servers (SeaweedFS, rclone; tests/servers.py).
 
 Every process started here is stopped by its pid at the end of the session.
 """
@@ -13,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import boto3
 import pytest
@@ -21,6 +23,7 @@ from dgagent.engine.cache import ReferenceCache
 from dgagent.engine.store import DeltaStore
 from dgagent.settings import EngineSettings
 from dgagent.storage import LocalStorage, S3Options, S3Storage, Storage
+from tests.servers import start_rclone, start_seaweedfs, stop
 
 BIN = Path(sys.executable).parent
 
@@ -114,6 +117,58 @@ def bucket(s3_endpoint: str) -> str:
     name = f"t-{uuid.uuid4().hex[:16]}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_endpoint(aws_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """SeaweedFS (``weed mini``) on free 127.0.0.1 ports, started when a test first asks."""
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        yield server.endpoint
+    finally:
+        stop(server)
+
+
+@pytest.fixture(scope="session")
+def rclone_endpoint(aws_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``rclone serve s3`` of a temporary directory, started when a test first asks."""
+    server = start_rclone(tmp_path_factory.mktemp("rclone"))
+    try:
+        yield server.endpoint
+    finally:
+        stop(server)
+
+
+class ServerBucket(NamedTuple):
+    """A new empty bucket on one S3 server."""
+
+    name: str
+    """The server: "moto", "seaweedfs" or "rclone"."""
+    endpoint: str
+    bucket: str
+    options: S3Options
+
+
+SERVER_ENDPOINTS = {
+    "moto": "s3_endpoint",
+    "seaweedfs": "seaweedfs_endpoint",
+    "rclone": "rclone_endpoint",
+}
+
+
+@pytest.fixture(params=list(SERVER_ENDPOINTS))
+def server_bucket(request: pytest.FixtureRequest) -> ServerBucket:
+    """A new empty bucket on each S3 server in turn: moto, SeaweedFS, rclone."""
+    server = str(request.param)
+    endpoint = str(request.getfixturevalue(SERVER_ENDPOINTS[server]))
+    name = f"t-{uuid.uuid4().hex[:16]}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=name)
+    return ServerBucket(
+        name=server,
+        endpoint=endpoint,
+        bucket=name,
+        options=S3Options(endpoint_url=endpoint, checksum_when_required=True),
+    )
 
 
 @pytest.fixture(params=["s3", "local"])
