@@ -61,6 +61,10 @@ class ReservedNameError(DgError, ValueError):
     """A user file would be stored under a name DeltaGlider uses internally."""
 
 
+class NameTooLongError(DgError, ValueError):
+    """A file's name (with its folder) cannot fit in the 2 KB of metadata S3 allows an object."""
+
+
 class NotFoundError(DgError, FileNotFoundError):
     """The named object, bucket or local file does not exist."""
 

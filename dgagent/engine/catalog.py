@@ -1,8 +1,8 @@
 """The logical files of a store: what a listing shows and what a delete removes.
 
-A DeltaSpace's internal objects stay out of sight (``reference.bin``, and the ``.delta`` suffix,
-which is stripped), and a delete takes a reference away only once no delta of its DeltaSpace
-needs it any more.
+A DeltaSpace's internal objects stay out of sight (its references, anything under a ``.dg``
+folder, and the ``.delta`` suffix, which is stripped), and a delete takes references away only
+once no delta of their DeltaSpace needs them any more.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ class Catalog:
         direct = {o.key for o in raw if isinstance(o, ObjectInfo) and not keys.is_delta(o.key)}
         visible: list[ObjectInfo | Prefix] = []
         for item in raw:
+            if keys.is_internal(item.key):
+                continue
             if isinstance(item, Prefix):
                 visible.append(item)
             elif keys.is_reference(item.key) or item.key.endswith("/"):
@@ -112,16 +114,23 @@ class Catalog:
         affected = set(spaces or ()) | {keys.deltaspace_of(k) for k in gone}
         removed = set(gone)
         for space in sorted(affected):
-            ref_key = keys.reference_key(space)
             if self._reference_needed(space, removed):
                 continue
-            ref = self.storage.head(ref_key)
-            if ref is None:
-                continue
-            if not dryrun:
-                self._delete_reference(ref, space, removed)
-            gone.append(ref_key)
+            for ref in self.references(space):
+                if not dryrun:
+                    self._delete_reference(ref, space, removed)
+                gone.append(ref.key)
         return gone
+
+    def references(self, space: str) -> list[ObjectInfo]:
+        """Every reference of a DeltaSpace: ``reference.bin`` and the content-addressed ones."""
+        found = [
+            item
+            for item in self.storage.list_objects(keys.references_prefix(space))
+            if isinstance(item, ObjectInfo) and keys.is_reference(item.key)
+        ]
+        main = self.storage.head(keys.reference_key(space))
+        return ([main] if main is not None else []) + found
 
     def _delete_reference(self, ref: ObjectInfo, space: str, removed: set[str]) -> None:
         """Delete a reference that no delta needs. DeltaStore, the only user, does it with a

@@ -2,7 +2,14 @@
 
 Writing the superset (upstream 6.x keys plus the proxy's ``dg-ref-path`` and ``dg-note`` values)
 keeps what we store readable by both DeltaGlider tools. Reading accepts ``dg-x-y``, ``dg_x_y``,
-``x_y`` and ``x-y`` for every field, so buckets written by any upstream version work.
+``x_y`` and ``x-y`` for every field, in any letter case (some servers capitalise the keys), so
+buckets written by any upstream version work.
+
+AWS refuses more than 2 KB of user metadata (keys and values, UTF-8 bytes) and some servers take
+less, so everything written is kept within ``BUDGET``: the delta command records no file name,
+and a name too long to fit is cut in ``dg-original-name`` / ``dg-source-name`` (informational
+there: every reader takes the name from the key). What still cannot fit is refused before
+anything is written.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
 from dgagent import __version__
-from dgagent.engine.keys import REFERENCE_NAME, is_delta, is_reference
+from dgagent.engine.keys import REFERENCE_NAME, is_delta, is_reference, relative_to_space
+from dgagent.errors import NameTooLongError
 
 TOOL = f"dg-agent/{__version__}"
 ZERO_DIFF_NOTE = "zero-diff (reference identical)"
@@ -25,6 +33,15 @@ CODEC_KEY = "dg-agent-codec"
 """Our own key on deltas of a codec other than plain xdelta3 (``archive-v1``); absent: compat."""
 ZLIB_KEY = "dg-agent-zlib"
 """Informational: the zlib version that expanded an archive-codec delta's members."""
+
+AWS_LIMIT = 2048
+"""Bytes of user metadata (keys and values) AWS accepts on one object."""
+BUDGET = 1600
+"""What we write at most, counted as the strictest server we know counts: every header whole,
+``x-amz-meta-`` prefix included (rclone serve s3 1.75 refused 1,666 bytes so counted, with the
+Content-Type we send). That is well under AWS's limit, which does not count the prefix."""
+HEADER_PREFIX = "x-amz-meta-"
+CUT_MARK = "..."
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Everything printable in ASCII except '%' stays readable; the rest is percent-encoded.
@@ -72,8 +89,33 @@ def _common(name: str, sha256: str, size: int, mtime: float | None) -> dict[str,
     return meta
 
 
+def metadata_size(meta: Mapping[str, str], *, prefix: str = "") -> int:
+    """Bytes of user metadata as AWS counts them (every key and value, UTF-8 encoded), or with
+    ``prefix`` as a server that counts whole headers does."""
+    return sum(len(prefix) + len(k.encode()) + len(v.encode()) for k, v in meta.items())
+
+
+def _fit(meta: dict[str, str], name_field: str, what: str) -> dict[str, str]:
+    """``meta`` within BUDGET, cutting the (informational) name if it has to; else refuse."""
+    over = metadata_size(meta, prefix=HEADER_PREFIX) - BUDGET
+    if over <= 0:
+        return meta
+    name = meta[name_field]
+    keep = len(name) - over - len(CUT_MARK)
+    # Never cut inside a %XX escape, which would leave an undecodable value.
+    while keep > 0 and "%" in name[max(0, keep - 2) : keep]:
+        keep -= 1
+    if keep < 1:
+        raise NameTooLongError(
+            f"cannot store {what}: its folder path is too long for the "
+            f"{AWS_LIMIT} bytes of metadata S3 allows an object (some servers allow less); "
+            "store it under a shorter folder path"
+        )
+    return {**meta, name_field: name[:keep] + CUT_MARK}
+
+
 def reference_metadata(source_name: str, sha256: str, size: int) -> dict[str, str]:
-    return {
+    meta = {
         "dg-tool": TOOL,
         "dg-source-name": ascii_value(source_name),
         "dg-file-sha256": sha256,
@@ -81,6 +123,7 @@ def reference_metadata(source_name: str, sha256: str, size: int) -> dict[str, st
         "dg-created-at": now_iso(),
         "dg-note": "reference",
     }
+    return _fit(meta, "dg-source-name", source_name)
 
 
 def delta_metadata(
@@ -97,31 +140,32 @@ def delta_metadata(
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Delta metadata; a ``codec`` (not compat) is recorded under ``dg-agent-codec``, and the
-    upstream keys stay, so DeltaGlider decodes, fails its SHA-256 check and writes nothing."""
+    upstream keys stay, so DeltaGlider decodes, fails its SHA-256 check and writes nothing.
+
+    ``dg-ref-key`` names the reference bucket-wide (what DeltaGlider 6.2.0 follows), and
+    ``dg-ref-path`` relative to the delta's folder (what deltaglider_proxy reads)."""
     meta = _common(name, sha256, size, mtime)
     meta.update(
         {
             "dg-ref-key": ref_key if _printable_ascii(ref_key) else ascii_value(ref_key),
-            "dg-ref-path": REFERENCE_NAME,
+            "dg-ref-path": relative_to_space(ref_key),
             "dg-ref-sha256": ref_sha256,
             "dg-delta-size": str(delta_size),
-            "dg-delta-cmd": ascii_value(
-                f"xdelta3 -e -9 -D -R -s {REFERENCE_NAME} {name} {name}.delta"
-            ),
+            "dg-delta-cmd": f"xdelta3 -e -9 -D -R -s {REFERENCE_NAME}",
             "dg-note": ZERO_DIFF_NOTE if zero_diff else "delta",
         }
     )
     if codec is not None:
         meta[CODEC_KEY] = codec
-        meta["dg-delta-cmd"] = ascii_value(f"{codec}: expand, xdelta3 -e -9 -D -R, see dg-agent")
+        meta["dg-delta-cmd"] = f"{codec}: expand, xdelta3 -e -9 -D -R, see dg-agent"
     meta.update(extra or {})
-    return meta
+    return _fit(meta, "dg-original-name", name)
 
 
 def direct_metadata(*, name: str, sha256: str, size: int, mtime: float | None) -> dict[str, str]:
     meta = _common(name, sha256, size, mtime)
     meta.update({"dg-compression": "none", "dg-note": "passthrough"})
-    return meta
+    return _fit(meta, "dg-original-name", name)
 
 
 def _field(meta: Mapping[str, str], name: str) -> str | None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
+from urllib.parse import unquote
 
 from dgagent.engine import archive, keys
 from dgagent.engine.cache import ReferenceCache
@@ -42,6 +43,7 @@ from dgagent.errors import (
     CodecError,
     DgError,
     IntegrityError,
+    NameTooLongError,
     NotFoundError,
     PreconditionFailedError,
     StorageError,
@@ -57,6 +59,9 @@ log = logging.getLogger(__name__)
 Stage = Callable[[str, int | None], None]
 """Told when a put enters a stage (``hashing``, ``reference``, ``encoding``, ``uploading``) and
 how many bytes it moves (None when unknown); the agent turns these into progress events."""
+SETTLE_ROUNDS = 4
+"""Rounds of deleting a name's other form before both forms are left in place (see
+``_settle_name``); a round only repeats when another writer deleted ours meanwhile."""
 CHEAP_COMPAT_BYTES = 32 * 1024**2
 """Under the archive codec, files up to this size also get a compat delta to compare with."""
 
@@ -129,7 +134,14 @@ class DeltaStore(Catalog):
         limit = self.settings.max_ratio if max_ratio is None else max_ratio
         name = posixpath.basename(key)
         result: PutResult | None = None
-        if delta and size > 0 and keys.is_delta_eligible(name, self.settings.delta_extensions):
+        direct_meta = direct_metadata(name=name, sha256=sha, size=size, mtime=before.st_mtime)
+        eligible = (
+            delta and size > 0 and keys.is_delta_eligible(name, self.settings.delta_extensions)
+        )
+        if eligible and not self._delta_metadata_fits(key, name, sha, size, before.st_mtime):
+            log.warning("%s: its name is too long for a delta's metadata; storing it whole", key)
+            eligible = False
+        if eligible:
             result = self._put_delta(
                 source,
                 key=key,
@@ -141,14 +153,12 @@ class DeltaStore(Catalog):
                 report=report,
             )
         if result is None:
-            meta = direct_metadata(name=name, sha256=sha, size=size, mtime=before.st_mtime)
             report.enter("uploading", size)
-            self.storage.upload(key, source, meta, progress=progress)
+            self.storage.upload(key, source, direct_meta, progress=progress)
             result = PutResult(key, key, Kind.DIRECT, size, size, 0, sha, None)
         self._check_unchanged(source, before, result)
         if replacing:
-            sibling = keys.delta_key(key) if result.kind is Kind.DIRECT else key
-            self.storage.delete(sibling)  # the other form of this name is now stale
+            result = self._settle_name(result, source, before, direct_meta)
         log.debug(
             "put %s: %s as %s, %d of %d bytes (reference created: %d bytes, cache hit: %s)",
             key,
@@ -160,6 +170,67 @@ class DeltaStore(Catalog):
             result.cache_hit,
         )
         return result
+
+    def _settle_name(
+        self,
+        result: PutResult,
+        source: Path,
+        before: os.stat_result,
+        direct_meta: dict[str, str],
+    ) -> PutResult:
+        """Delete the other form of the name just stored (``name`` against ``name.delta``),
+        without ever leaving the name with no complete version.
+
+        Two writers storing one name at once, one whole and one as a delta, would each delete
+        the other's form and lose the name. So the other form is deleted only when it exists,
+        and then our own form is looked at again: if the other writer deleted it meanwhile, the
+        file is stored again, whole, and we go round once more. Whoever deletes last sees its
+        own form afterwards, so one complete version always stays. The last round deletes
+        nothing: both forms may then stay, each complete (a reader takes the whole one).
+        """
+        for attempt in range(SETTLE_ROUNDS):
+            other = keys.delta_key(result.key) if result.kind is Kind.DIRECT else result.key
+            if self.storage.head(other) is None:
+                return result
+            if attempt == SETTLE_ROUNDS - 1:
+                log.warning(
+                    "%s: another writer keeps storing this name; both of its forms are kept",
+                    self.url(result.key),
+                )
+                return result
+            self.storage.delete(other)
+            if self.storage.head(result.stored_key) is not None:
+                return result
+            log.warning(
+                "%s: another writer deleted this version as it was stored; storing it again",
+                self.url(result.key),
+            )
+            self.storage.upload(result.key, source, direct_meta)
+            size, sha = result.original_size, result.sha256
+            result = PutResult(result.key, result.key, Kind.DIRECT, size, size, 0, sha, None)
+            self._check_unchanged(source, before, result)
+        return result
+
+    def _delta_metadata_fits(self, key: str, name: str, sha: str, size: int, mtime: float) -> bool:
+        """Whether a delta of this file can be described within S3's metadata limit, checked
+        with the longest reference key it could get, before anything is written."""
+        longest = keys.addressed_reference_key(keys.deltaspace_of(key), "0" * 64)
+        try:
+            delta_metadata(
+                name=name,
+                sha256=sha,
+                size=size,
+                ref_key=longest,
+                ref_sha256=sha,
+                delta_size=size,
+                zero_diff=False,
+                mtime=mtime,
+                codec=archive.CODEC,
+                extra={ZLIB_KEY: zlib.ZLIB_RUNTIME_VERSION},
+            )
+        except NameTooLongError:
+            return False
+        return True
 
     def _check_unchanged(self, source: Path, before: os.stat_result, result: PutResult) -> None:
         """A file rewritten while we read it must not stay stored under its old hash."""
@@ -193,7 +264,6 @@ class DeltaStore(Catalog):
         report: _Report,
     ) -> PutResult | None:
         """Store ``source`` as a delta, or return None when it should be stored direct."""
-        ref_key = keys.reference_key(keys.deltaspace_of(key))
         name = posixpath.basename(key)
         with contextlib.ExitStack() as stack:
             work = stack.enter_context(self._workdir())
@@ -222,7 +292,7 @@ class DeltaStore(Catalog):
                 name=name,
                 sha256=sha,
                 size=size,
-                ref_key=ref_key,
+                ref_key=base.key,
                 ref_sha256=base.sha256,
                 delta_size=delta_size,
                 zero_diff=base.created,
@@ -233,7 +303,7 @@ class DeltaStore(Catalog):
             stored = keys.delta_key(key)
             report.enter("uploading", delta_size)
             self.storage.upload(stored, delta_path, meta, progress=report.progress)
-            if not self._reference_still_there(ref_key, base):
+            if not self._reference_still_there(base):
                 self.storage.delete(stored)
                 return None
         return PutResult(key, stored, Kind.DELTA, size, delta_size, created, sha, base.hit, codec)
@@ -296,41 +366,33 @@ class DeltaStore(Catalog):
         expanded: Path | None = None,
         report: _Report,
     ) -> Iterator[_Ref | None]:
-        """The reference to diff against: created from ``source`` when the DeltaSpace has none
-        (conditionally, so a racing writer's reference wins), else the existing one. None when
-        DeltaGlider could not decode deltas against it (gzip-like data), unless the archive codec
-        has ``expanded`` the file: it expands such references itself (a gzip file becomes the
-        reference only once its expanded form is proven to rebuild it)."""
-        ref_key = keys.reference_key(keys.deltaspace_of(key))
-        ref = self.storage.head(ref_key)
+        """The reference to diff against: the DeltaSpace's current one, or, when it has none,
+        one created from ``source``. None when DeltaGlider could not decode deltas against it
+        (gzip-like data), unless the archive codec has ``expanded`` the file: it expands such
+        references itself (a gzip file becomes a reference only once its expanded form is proven
+        to rebuild it)."""
+        space = keys.deltaspace_of(key)
+        ref = self._current_reference(space)
         if ref is None:
             if looks_compressed(source) and not self.expanded.rebuilds(expanded, sha, work):
                 log.info("%s is gzip/bzip2/xz data: not made a reference, stored direct", key)
                 yield None
                 return
-            with self._reference_copy(source, sha, work) as copy:
-                try:
-                    meta = reference_metadata(posixpath.basename(key), sha, size)
-                    report.enter("reference", size)
-                    self.storage.upload(
-                        ref_key, copy, meta, create_only=True, progress=report.progress
-                    )
-                except PreconditionFailedError:
-                    log.info("%s was created by another writer; using it", self.url(ref_key))
-                else:
-                    yield _Ref(copy, sha, None, created=True)
+            with self._new_reference(
+                source, key, sha, size, work, report=report, first=True
+            ) as made:
+                if made is not None:
+                    yield made
                     return
-            ref = self.storage.head(ref_key)
+            ref = self._current_reference(space)
             if ref is None:
                 raise StorageError(
-                    f"{self.url(ref_key)} was reported as existing but cannot be read; try again"
+                    f"{self.url(keys.reference_key(space))} was reported as existing but cannot "
+                    "be read; try again"
                 )
-        known = parse_metadata(ref_key, ref.metadata or {}).file_sha256
         with contextlib.ExitStack() as stack:
             try:
-                entry = stack.enter_context(
-                    self._reference(ref_key, known if is_sha256(known) else None, work)
-                )
+                entry = stack.enter_context(self._reference(ref.key, ref.sha256, work))
             except IntegrityError as exc:
                 # No delta can be made against it, but the file can still be kept, whole.
                 log.warning("%s; storing %s direct", exc, key)
@@ -340,12 +402,73 @@ class DeltaStore(Catalog):
                 log.info(
                     "%s is gzip/bzip2/xz data that DeltaGlider would unpack before "
                     "decoding; storing %s direct",
-                    ref_key,
+                    ref.key,
                     key,
                 )
                 yield None
             else:
                 yield entry
+
+    def _current_reference(self, space: str) -> _Found | None:
+        """The reference new files of a DeltaSpace are encoded against: its newest
+        content-addressed one, else ``reference.bin``; None when it has none.
+
+        One LIST of the hidden references (empty in most DeltaSpaces), then a HEAD of
+        ``reference.bin`` only when there is none: an addressed key carries its SHA-256.
+        """
+        addressed = [
+            item
+            for item in self.storage.list_objects(keys.references_prefix(space))
+            if isinstance(item, ObjectInfo) and keys.is_reference(item.key)
+        ]
+        for item in sorted(addressed, key=lambda o: (o.last_modified, o.key), reverse=True):
+            sha = keys.addressed_sha256(item.key)
+            if sha is not None:
+                return _Found(item.key, sha)
+        ref_key = keys.reference_key(space)
+        info = self.storage.head(ref_key)
+        if info is None:
+            return None
+        known = parse_metadata(ref_key, info.metadata or {}).file_sha256
+        return _Found(ref_key, known if is_sha256(known) else None)
+
+    @contextlib.contextmanager
+    def _new_reference(
+        self,
+        source: Path,
+        key: str,
+        sha: str,
+        size: int,
+        work: Path,
+        *,
+        report: _Report,
+        first: bool,
+    ) -> Iterator[_Ref | None]:
+        """Make ``source`` a reference of its DeltaSpace; None when another writer's first
+        reference won the race for ``reference.bin`` (the caller uses that one).
+
+        The first reference of a DeltaSpace goes to ``reference.bin`` where the store enforces
+        create-only writes (what deltaglider_proxy reads). Anywhere else, or on a server that
+        ignores ``If-None-Match``, it goes to a content-addressed key, where a racing writer
+        can only write the very same bytes: no writer can overwrite a reference that deltas
+        were made against.
+        """
+        space = keys.deltaspace_of(key)
+        ref_key = keys.reference_key(space)
+        if not first or not self.storage.honours_create_only(size):
+            ref_key = keys.addressed_reference_key(space, sha)
+        with self._reference_copy(source, sha, work) as copy:
+            meta = reference_metadata(posixpath.basename(key), sha, size)
+            report.enter("reference", size)
+            try:
+                self.storage.upload(ref_key, copy, meta, create_only=True, progress=report.progress)
+            except PreconditionFailedError:
+                if ref_key == keys.reference_key(space):
+                    log.info("%s was created by another writer; using it", self.url(ref_key))
+                    yield None
+                    return
+                # The same bytes under the same key, from a racing writer: ours as much.
+            yield _Ref(copy, sha, None, created=True, key=ref_key)
 
     @contextlib.contextmanager
     def _reference_copy(self, source: Path, sha: str, work: Path) -> Iterator[Path]:
@@ -373,13 +496,14 @@ class DeltaStore(Catalog):
                     raise changed from None
             yield path
 
-    def _reference_still_there(self, ref_key: str, base: _Ref) -> bool:
+    def _reference_still_there(self, base: _Ref) -> bool:
         """After a delta upload: its reference must still be the one it was made against.
 
         Another machine may have deleted the DeltaSpace's last delta, and with it the reference,
         while this delta was being made. Put the reference back from our verified copy; if a
         different reference took its place meanwhile, this delta is useless (caller goes direct).
         """
+        ref_key = base.key
         now = self.storage.head(ref_key)
         if now is None:
             log.warning(
@@ -433,31 +557,43 @@ class DeltaStore(Catalog):
 
     @contextlib.contextmanager
     def _reference(
-        self, ref_key: str, sha: str | None, work: Path, *, fresh: bool = False
+        self,
+        ref_key: str,
+        sha: str | None,
+        work: Path,
+        *,
+        fresh: bool = False,
+        elsewhere: tuple[str, ...] = (),
     ) -> Iterator[_Ref]:
         """A verified local copy of a reference: from the cache, or with ``fresh`` (or when no
-        checksum is known, as for a plain object) downloaded now and hashed."""
+        checksum is known, as for a plain object) downloaded now and hashed. ``elsewhere``: other
+        keys the same reference may be found under, tried in turn when ``ref_key`` is missing."""
         mismatch = IntegrityError(
             f"{self.url(ref_key)} does not match the SHA-256 its deltas were made against (it is "
             "corrupt or was replaced); files in this DeltaSpace cannot be rebuilt from it"
         )
+
+        def fetch(f: BinaryIO) -> None:
+            *first, last = (ref_key, *elsewhere)
+            for candidate in first:
+                with contextlib.suppress(NotFoundError):
+                    self.storage.download(candidate, f)
+                    return
+            self.storage.download(last, f)
+
         if sha is None or fresh:
             tmp = work / "reference.download"
             with tmp.open("wb") as f:
                 writer = HashingWriter(f)
-                self.storage.download(ref_key, cast(BinaryIO, writer))
+                fetch(cast(BinaryIO, writer))
             if sha is not None and writer.hexdigest() != sha:
                 raise mismatch
             self._add_to_cache(writer.hexdigest(), tmp)
-            yield _Ref(tmp, writer.hexdigest(), None if fresh else False)
+            yield _Ref(tmp, writer.hexdigest(), None if fresh else False, key=ref_key)
             return
-
-        def fetch(f: BinaryIO) -> None:
-            self.storage.download(ref_key, f)
-
         try:
             with self.cache.reference(sha, fetch) as entry:
-                yield _Ref(entry.path, sha, entry.hit)
+                yield _Ref(entry.path, sha, entry.hit, key=ref_key)
         except IntegrityError as exc:
             raise mismatch from exc
 
@@ -470,13 +606,14 @@ class DeltaStore(Catalog):
         delta shows in the listing after the delete, and then the reference goes back.
         """
         ref_key = ref.key
-        known = parse_metadata(ref_key, ref.metadata or {}).file_sha256
+        known = keys.addressed_sha256(ref_key)
+        if known is None:
+            recorded = parse_metadata(ref_key, ref.metadata or {}).file_sha256
+            known = recorded if is_sha256(recorded) else None
         with contextlib.ExitStack() as stack:
             work = stack.enter_context(self._workdir())
             try:
-                copy = stack.enter_context(
-                    self._reference(ref_key, known if is_sha256(known) else None, work)
-                )
+                copy = stack.enter_context(self._reference(ref_key, known, work))
             except IntegrityError as exc:
                 log.warning("%s; deleting it without a copy", exc)  # it rebuilds nothing anyway
                 self.storage.delete(ref_key)
@@ -489,8 +626,11 @@ class DeltaStore(Catalog):
                 "putting it back",
                 self.url(ref_key),
             )
+            meta = ref.metadata or reference_metadata(
+                keys.REFERENCE_NAME, copy.sha256, copy.path.stat().st_size
+            )
             try:
-                self.storage.upload(ref_key, copy.path, ref.metadata or {}, create_only=True)
+                self.storage.upload(ref_key, copy.path, meta, create_only=True)
             except PreconditionFailedError:
                 pass  # someone put it back already
             except StorageError as exc:
@@ -542,21 +682,34 @@ class DeltaStore(Catalog):
                 "the stored object is corrupt; no file was written"
             )
 
-    def reference_key_of(self, obj: ObjectInfo, meta: StoredMeta) -> str:
-        """Where a delta's reference is: dg-ref-path beside it, else the bucket-wide dg-ref-key."""
+    def reference_keys_of(self, obj: ObjectInfo, meta: StoredMeta) -> tuple[str, ...]:
+        """Where a delta's reference may be, most likely first: dg-ref-path beside the delta
+        (which still holds when a folder was copied elsewhere whole, or is seen from another
+        root, as a local store can be), then the bucket-wide dg-ref-key (what DeltaGlider
+        follows; the only one upstream writes). Whichever is found is checked against
+        dg-ref-sha256."""
+        found: list[str] = []
         if meta.ref_path:
-            ref_key = posixpath.normpath(posixpath.join(keys.deltaspace_of(obj.key), meta.ref_path))
-        elif meta.ref_key:
-            ref_key = meta.ref_key
-        else:
+            space = keys.deltaspace_of(obj.key)
+            found.append(posixpath.normpath(posixpath.join(space, meta.ref_path)))
+        if meta.ref_key:
+            found.append(meta.ref_key)
+            if "%" in meta.ref_key and (meta.tool or "").startswith("dg-agent/"):
+                found.append(unquote(meta.ref_key))  # we percent-encode non-ASCII keys
+        candidates: list[str] = []
+        for key in found:
+            with contextlib.suppress(DgError):
+                if check_key(key) not in candidates:
+                    candidates.append(key)
+        if not candidates:
             raise IntegrityError(
-                f"{self.url(obj.key)} is a delta without dg-ref-key or dg-ref-path metadata, so "
+                f"{self.url(obj.key)} is a delta without a usable dg-ref-key or dg-ref-path, so "
                 "its reference is unknown; it cannot be rebuilt"
             )
-        return check_key(ref_key)
+        return tuple(candidates)
 
     def _rebuild(self, obj: ObjectInfo, meta: StoredMeta, out: Path, *, fresh: bool) -> bool | None:
-        ref_key = self.reference_key_of(obj, meta)
+        ref_key, *elsewhere = self.reference_keys_of(obj, meta)
         if not is_sha256(meta.ref_sha256) or not is_sha256(meta.file_sha256):
             raise IntegrityError(
                 f"{self.url(obj.key)} lacks a valid dg-ref-sha256 or dg-file-sha256, so its "
@@ -571,7 +724,9 @@ class DeltaStore(Catalog):
             delta_path = work / "in.delta"
             with delta_path.open("wb") as f:
                 self.storage.download(obj.key, f)
-            with self._reference(ref_key, meta.ref_sha256, work, fresh=fresh) as ref:
+            with self._reference(
+                ref_key, meta.ref_sha256, work, fresh=fresh, elsewhere=tuple(elsewhere)
+            ) as ref:
                 try:
                     if meta.codec == archive.CODEC:
                         self.expanded.rebuild(ref.path, ref.sha256, delta_path, out, work)
@@ -605,6 +760,14 @@ class _Report:
 
 
 @dataclass(frozen=True)
+class _Found:
+    """A reference found in the store: its key, and its SHA-256 when recorded."""
+
+    key: str
+    sha256: str | None
+
+
+@dataclass(frozen=True)
 class _Ref:
     """A verified local copy of a DeltaSpace's reference."""
 
@@ -614,6 +777,8 @@ class _Ref:
     """Whether it came from the cache; None when it was not looked up there."""
     created: bool = False
     """True when this put created the reference (the file itself)."""
+    key: str = ""
+    """Where the reference is stored."""
 
 
 __all__ = ["DeltaStore", "Entry", "GetResult", "PutResult"]

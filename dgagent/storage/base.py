@@ -46,9 +46,13 @@ class Storage(Protocol):
         """The store's root as a URL, e.g. ``s3://bucket`` or ``file:///``; for messages."""
         ...
 
-    @property
-    def supports_create_only(self) -> bool:
-        """True when ``upload(create_only=True)`` is enforced atomically by the store."""
+    def honours_create_only(self, size: int) -> bool:
+        """True when ``upload(create_only=True)`` of a file of ``size`` bytes is enforced
+        atomically by the store (an S3 server may accept ``If-None-Match`` and ignore it)."""
+        ...
+
+    def write_mode(self) -> str:
+        """How creates behave here, in a few words for ``status`` ('' when not known yet)."""
         ...
 
     def head(self, key: str) -> ObjectInfo | None:

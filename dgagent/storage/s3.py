@@ -3,9 +3,11 @@
 Uploads stream from disk: one PutObject below the multipart threshold, else a multipart upload
 whose parts go up in parallel and which is aborted on any failure (no orphan uploads left to bill).
 ``create_only`` sends ``If-None-Match: *`` (on PutObject, or on CompleteMultipartUpload), so two
-writers racing to create ``reference.bin`` cannot overwrite each other. A server that answers
-``NotImplemented`` to that header gets write-then-verify instead: a HEAD first, an unconditional
-write, and a HEAD after it that must show our ETag (else another writer won). Downloads are one GET
+writers racing to create ``reference.bin`` cannot overwrite each other, where the server honours
+it: whether it does is probed once per bucket (conditional.py) and told by ``honours_create_only``,
+so that the engine can avoid relying on it. Where it is not honoured, ``create_only`` falls back to
+write-then-verify: a HEAD first, an unconditional write, and a HEAD after it that must show our
+ETag (else another writer won); this narrows a race but cannot close it. Downloads are one GET
 streamed to the caller; a connection that breaks mid-body is resumed with a ranged GET pinned to
 the same ETag.
 """
@@ -37,7 +39,9 @@ from dgagent.errors import (
     StorageError,
     UnsupportedError,
 )
+from dgagent.storage import conditional
 from dgagent.storage.base import ObjectInfo, Prefix, Progress
+from dgagent.storage.conditional import ConditionalWrites
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,8 @@ if TYPE_CHECKING:
 
 MIB = 1024 * 1024
 MAX_PARTS = 10_000
+MAX_PUT = 5 * 1024 * MIB
+"""The largest object one PutObject may carry."""
 CHUNK = MIB
 
 
@@ -63,6 +69,8 @@ class S3Options:
     part_size: int = 16 * MIB
     max_attempts: int = 5
     concurrency: int = 8
+    trust_conditional_writes: bool = True
+    """False: never rely on ``If-None-Match`` (no probe), as for a server known to ignore it."""
 
 
 _Key = tuple[S3Options, tuple[tuple[str, str], ...]]
@@ -160,11 +168,6 @@ S3_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 class S3Storage:
     """Objects in one bucket."""
 
-    @property
-    def supports_create_only(self) -> bool:
-        """False once the server refused ``If-None-Match`` (creates are then write-then-verify)."""
-        return self._conditional_writes
-
     def __init__(
         self, bucket: str, options: S3Options | None = None, *, shared_client: bool = False
     ) -> None:
@@ -174,7 +177,45 @@ class S3Storage:
         """``requests``: API calls made through this client, by operation (retries included);
         shared with every S3Storage on the same shared client."""
         self._bucket_seen = False
-        self._conditional_writes = True
+        self._writes: ConditionalWrites | None = None
+        self._writes_lock = threading.Lock()
+
+    def conditional_writes(self) -> ConditionalWrites:
+        """What this bucket's server does with ``If-None-Match``: remembered, else probed now."""
+        with self._writes_lock:
+            if self._writes is None:
+                self._writes = self._learn_conditional_writes()
+            return self._writes
+
+    def _learn_conditional_writes(self) -> ConditionalWrites:
+        if not self.options.trust_conditional_writes:
+            return ConditionalWrites(put=False, multipart=False, probed_at=0.0)
+        endpoint = self.client.meta.endpoint_url
+        known = conditional.recall(endpoint, self.bucket)
+        if known is not None:
+            return known
+        self._check_bucket()
+        known = conditional.probe(self.client, self.bucket)
+        conditional.remember(endpoint, self.bucket, known)
+        report = log.info if known.put and known.multipart else log.warning
+        report(
+            "%s: %s%s",
+            self.url,
+            known.describe(),
+            ""
+            if known.put and known.multipart
+            else "; new references are written under content-addressed keys "
+            "(<folder>/.dg/refs/<sha256>/reference.bin), which deltaglider_proxy cannot read",
+        )
+        return known
+
+    def honours_create_only(self, size: int) -> bool:
+        """Whether ``upload(create_only=True)`` of a file this size is enforced by the server."""
+        return self.conditional_writes().honoured(multipart=size > MAX_PUT)
+
+    def write_mode(self) -> str:
+        """The bucket's write mode for ``status``, without probing (''  until it is known)."""
+        return self._writes.describe() if self._writes is not None else ""
 
     @property
     def url(self) -> str:
@@ -290,7 +331,7 @@ class S3Storage:
             size = source.stat().st_size
         except FileNotFoundError as exc:
             raise NotFoundError(f"cannot upload {source}: it does not exist") from exc
-        if create_only and not self._conditional_writes:
+        if create_only and not self.honours_create_only(size):
             self._create_then_verify(key, source, size, metadata, progress)
             return
         try:
@@ -303,7 +344,8 @@ class S3Storage:
                 "by write-then-verify instead, which cannot stop a racing writer as surely",
                 self.url,
             )
-            self._conditional_writes = False
+            with self._writes_lock:
+                self._writes = ConditionalWrites(put=False, multipart=False, probed_at=0.0)
             self._create_then_verify(key, source, size, metadata, progress)
 
     def _create_then_verify(
@@ -318,9 +360,12 @@ class S3Storage:
         check that the object is still ours (a racing writer's ETag means it won: it keeps it)."""
         if self.head(key) is not None:
             raise PreconditionFailedError(f"{self._what(key)} already exists")
-        etag = self._send(key, source, size, metadata, create_only=False, progress=progress)
+        self._send(key, source, size, metadata, create_only=False, progress=progress)
+        # Ours if it still carries our metadata (dg-created-at has microseconds). Not the
+        # ETag: rclone answers a multipart upload with one ETag and HEADs with another.
         now = self.head(key)
-        if now is None or (etag and now.etag != etag):
+        theirs = {k.lower(): v for k, v in (now.metadata or {}).items()} if now else None
+        if theirs != {k.lower(): v for k, v in metadata.items()}:
             raise PreconditionFailedError(f"{self._what(key)} was written by another writer")
 
     def _send(
@@ -341,7 +386,9 @@ class S3Storage:
         if create_only:
             extra["IfNoneMatch"] = "*"
         try:
-            if size < self.options.multipart_threshold:
+            # A create goes up in one request when it can: a server may honour If-None-Match
+            # atomically on PutObject only (SeaweedFS's CompleteMultipartUpload is not atomic).
+            if size < self.options.multipart_threshold or (create_only and size <= MAX_PUT):
                 with source.open("rb") as body:
                     r = self.client.put_object(
                         Bucket=self.bucket,

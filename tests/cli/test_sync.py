@@ -303,20 +303,28 @@ def test_a_first_sync_sends_no_deletes_and_a_changed_file_replaces_its_other_for
     cli: Cli, s3_remote: S3Remote, s3_endpoint: str, tmp_path: Path
 ) -> None:
     """Names the destination's listing did not have need no DeleteObject of their other form
-    (half the requests of a first sync before); a name that exists still gets it."""
+    (half the requests of a first sync before); a name that exists gets one only when its
+    other form is there."""
     proxy = FaultProxy(upstream_port=int(s3_endpoint.rsplit(":", 1)[1]))
     proxy.start()
     try:
         src = tmp_path / "src"
         files = make_tree(src)
         endpoint = ("--endpoint-url", proxy.url)
+        # The bucket's conditional-write probe (once a day) deletes its probe key: not counted.
+        cli.ok("cp", *endpoint, files["rel/app-1.1.zip"], s3_remote.url("probe/app.zip"))
+        proxy.seen.clear()
         cli.ok("sync", *endpoint, src, s3_remote.url("m/"))
         assert proxy.seen["DELETE"] == 0
-        assert s3_remote.logical() == {f"m/{rel}" for rel in files}
+        assert s3_remote.logical() == {f"m/{rel}" for rel in files} | {"probe/app.zip"}
         notes = files["rel/notes.txt"]
         notes.write_text("notes v2, longer\n")
         cli.ok("sync", *endpoint, src, s3_remote.url("m/"))
-        assert proxy.seen["DELETE"] == 1  # notes.txt.delta, should one exist
+        assert proxy.seen["DELETE"] == 0  # notes.txt.delta does not exist: nothing to delete
+        # Now stored whole, so its delta goes.
+        files["rel/app-1.2.zip"].write_bytes(b"no longer a zip that deltas")
+        cli.ok("sync", *endpoint, src, s3_remote.url("m/"))
+        assert proxy.seen["DELETE"] == 1
     finally:
         proxy.stop()
     back = tmp_path / "back"

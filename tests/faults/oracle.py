@@ -61,7 +61,7 @@ def check(
         meta = parse_metadata(obj.key, head.metadata or {})
         if meta.kind is not Kind.DELTA:
             continue
-        ref_key = store.reference_key_of(head, meta)
+        ref_key = store.reference_keys_of(head, meta)[0]
         assert ref_key in names, f"{obj.key} has no reference {ref_key}"
         ref = store.storage.head(ref_key)
         assert ref is not None

@@ -40,7 +40,7 @@ def storage(bucket: str, proxy: FaultProxy, *, threshold: int = 64 * MIB) -> S3S
 def test_a_server_without_conditional_writes_still_gets_every_file(
     bucket: str, proxy: FaultProxy, tmp_path: Path, size: str
 ) -> None:
-    """The first create meets 501; the store switches to write-then-verify and goes on."""
+    """The probe meets 501; references go to content-addressed keys and every file is kept."""
     proxy.set_rules(Rule(ops=("PUT", "POST"), header="if-none-match", status=501))
     target = storage(bucket, proxy, threshold=5 * MIB if size == "multipart" else 64 * MIB)
     store = DeltaStore(target, settings=EngineSettings(cache_dir=tmp_path / "cache"))
@@ -51,9 +51,12 @@ def test_a_server_without_conditional_writes_still_gets_every_file(
         files.append(artifacts.write_zip(tmp_path / f"app-1.{v}.zip", tree, stored=(".bin",)))
     results = [store.put(f, f"rel/{f.name}") for f in files]
 
-    assert not target.supports_create_only
+    assert not target.honours_create_only(1)
+    assert target.write_mode() == "conditional writes ignored"
     assert proxy.faults["PUT"] + proxy.faults["POST"] == 1  # asked once, then never again
-    assert target.head("rel/reference.bin") is not None
+    ref_key = f"rel/.dg/refs/{sha(files[0])}/reference.bin"
+    assert target.head("rel/reference.bin") is None
+    assert target.head(ref_key) is not None
     assert [r.kind.value for r in results] == ["delta", "delta", "delta"]
     reader = DeltaStore(
         storage(bucket, proxy), settings=EngineSettings(cache_dir=tmp_path / "reader")
@@ -64,10 +67,10 @@ def test_a_server_without_conditional_writes_still_gets_every_file(
         assert reader.get(f"rel/{f.name}", out).sha256 == sha(f)
 
     # A create of a key that exists is refused without overwriting it.
-    before = target.head("rel/reference.bin")
+    before = target.head(ref_key)
     with pytest.raises(PreconditionFailedError, match="already exists"):
-        target.upload("rel/reference.bin", files[2], {}, create_only=True)
-    after = target.head("rel/reference.bin")
+        target.upload(ref_key, files[2], {}, create_only=True)
+    after = target.head(ref_key)
     assert before is not None and after is not None and after.etag == before.etag
 
 
@@ -82,4 +85,3 @@ def test_other_not_implemented_answers_are_clear_errors(
     store = DeltaStore(target, settings=EngineSettings(cache_dir=tmp_path / "cache"))
     with pytest.raises(UnsupportedError, match="does not implement"):
         store.put(path, "rel/notes.txt")
-    assert target.supports_create_only  # nothing learned from an unrelated refusal
