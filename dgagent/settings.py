@@ -45,15 +45,30 @@ class EngineSettings:
     cache_max_bytes: int = 4 * 1024 * MIB
     codec: str = "compat"
     """``compat`` (DeltaGlider-readable deltas) or ``archive`` (deltas of expanded zip/gzip)."""
+    reference_policy: str = "rotate"
+    """``rotate`` (a new reference when the deltas have drifted, engine/rotation.py) or
+    ``single`` (one reference per DeltaSpace, all deltaglider_proxy can read)."""
 
     def with_codec(self, value: str | None) -> EngineSettings:
         return self if value is None else replace(self, codec=check_codec(value, "--codec"))
+
+    def with_reference_policy(self, value: str | None) -> EngineSettings:
+        if value is None:
+            return self
+        return replace(self, reference_policy=check_policy(value, "--reference-policy"))
 
     def with_max_ratio(self, value: float | None) -> EngineSettings:
         return self if value is None else replace(self, max_ratio=check_ratio(value, "--max-ratio"))
 
 
 CODECS = ("compat", "archive")
+POLICIES = ("rotate", "single")
+
+
+def check_policy(value: str, source: str) -> str:
+    if value not in POLICIES:
+        raise ConfigError(f"{source} must be one of {', '.join(POLICIES)}, got {value!r}")
+    return value
 
 
 def check_codec(value: str, source: str) -> str:
@@ -109,7 +124,7 @@ def parse_extensions(text: str, source: str) -> tuple[str, ...]:
 
 def from_env(env: Mapping[str, str] | None = None) -> EngineSettings:
     """Defaults overridden by DG_MAX_RATIO, DG_DELTA_EXTENSIONS, DG_XDELTA_LEVEL,
-    DG_WINDOW_BUDGET, DG_CACHE_DIR, DG_CACHE_MAX_SIZE and DG_CODEC."""
+    DG_WINDOW_BUDGET, DG_CACHE_DIR, DG_CACHE_MAX_SIZE, DG_CODEC and DG_REFERENCE_POLICY."""
     env = os.environ if env is None else env
     settings = EngineSettings()
     ratio = _float(env, "DG_MAX_RATIO")
@@ -133,4 +148,7 @@ def from_env(env: Mapping[str, str] | None = None) -> EngineSettings:
         settings = replace(settings, cache_max_bytes=cap)
     if env.get("DG_CODEC"):
         settings = replace(settings, codec=check_codec(env["DG_CODEC"], "DG_CODEC"))
+    if env.get("DG_REFERENCE_POLICY"):
+        policy = check_policy(env["DG_REFERENCE_POLICY"], "DG_REFERENCE_POLICY")
+        settings = replace(settings, reference_policy=policy)
     return settings

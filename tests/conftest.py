@@ -102,6 +102,7 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "DG_XDELTA_LEVEL",
         "DG_LOG_LEVEL",
         "DG_CODEC",
+        "DG_REFERENCE_POLICY",
     ):
         monkeypatch.delenv(var, raising=False)
 

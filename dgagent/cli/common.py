@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from dgagent.engine.cache import ReferenceCache
 from dgagent.engine.store import DeltaStore
-from dgagent.settings import EngineSettings, from_env
+from dgagent.settings import POLICIES, EngineSettings, from_env
 from dgagent.storage import Location, S3Options, parse_location
 
 
@@ -29,6 +29,17 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="send request checksums only when required (for S3-compatible servers that "
         "reject the newer checksum headers)",
+    )
+
+
+def add_reference_policy(parser: argparse.ArgumentParser) -> None:
+    """The reference policy flag of every command that stores files."""
+    parser.add_argument(
+        "--reference-policy",
+        choices=POLICIES,
+        help="rotate (default: a version becomes a new reference once the deltas have drifted; "
+        "DeltaGlider reads it) or single (one reference per folder, as DeltaGlider writes; "
+        "all deltaglider_proxy can read); default DG_REFERENCE_POLICY or rotate",
     )
 
 
@@ -51,6 +62,8 @@ class Session:
 
     def __post_init__(self) -> None:
         self.settings = self.settings.with_max_ratio(getattr(self.args, "max_ratio", None))
+        policy = getattr(self.args, "reference_policy", None)
+        self.settings = self.settings.with_reference_policy(policy)
 
     def location(self, url: str) -> Location:
         return parse_location(url, s3_options(self.args))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dgagent.cli.common import Progress, Session, print_json, report_errors
+from dgagent.cli.common import Progress, Session, add_reference_policy, print_json, report_errors
 from dgagent.cli.paths import (
     Filters,
     download_path,
@@ -117,6 +117,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argpar
     p.add_argument("-r", "--recursive", action="store_true", help="copy folders")
     p.add_argument("--no-delta", action="store_true", help="store files whole (direct)")
     p.add_argument("--max-ratio", type=float, help="largest delta/file ratio worth keeping")
+    add_reference_policy(p)
     p.add_argument(
         "--codec",
         choices=("compat", "archive"),

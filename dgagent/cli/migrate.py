@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dgagent.cli.common import Progress, Session, human, percent, print_json, report_errors
+from dgagent.cli.common import (
+    Progress,
+    Session,
+    add_reference_policy,
+    human,
+    percent,
+    print_json,
+    report_errors,
+)
 from dgagent.cli.paths import Filters, folder_prefix, walk
 from dgagent.cli.transfer import WORKERS, describe_put, put_record
 from dgagent.engine import keys
@@ -393,6 +401,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argpar
     )
     p.add_argument("--no-delta", action="store_true", help="store files whole (direct)")
     p.add_argument("--max-ratio", type=float, help="largest delta/file ratio worth keeping")
+    add_reference_policy(p)
     p.add_argument(
         "--workers", type=int, default=WORKERS, help=f"files copied at once (default {WORKERS})"
     )

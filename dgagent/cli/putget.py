@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dgagent.cli.common import Session, print_json
+from dgagent.cli.common import Session, add_reference_policy, print_json
 from dgagent.cli.paths import download_path, folder_prefix
 from dgagent.engine import keys
 from dgagent.engine.metadata import Kind
@@ -100,6 +100,7 @@ def register(
     put.add_argument("url", help="the DeltaSpace folder: s3://bucket/path/ or file:///path/")
     put.add_argument("--no-delta", action="store_true", help="store the file whole (direct)")
     put.add_argument("--max-ratio", type=float, help="largest delta/file ratio worth keeping")
+    add_reference_policy(put)
     put.set_defaults(handler=run_put)
 
     get = sub.add_parser(

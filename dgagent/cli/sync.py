@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dgagent.cli.common import Progress, Session, print_json, report_errors
+from dgagent.cli.common import Progress, Session, add_reference_policy, print_json, report_errors
 from dgagent.cli.paths import Filters, folder_prefix, local_path_for, walk
 from dgagent.cli.transfer import Download, Outcome, Upload, download_all, upload_all
 from dgagent.engine.store import DeltaStore, Entry
@@ -203,6 +203,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argpar
     p.add_argument("--size-only", action="store_true", help="compare sizes only")
     p.add_argument("--no-delta", action="store_true", help="store files whole (direct)")
     p.add_argument("--max-ratio", type=float, help="largest delta/file ratio worth keeping")
+    add_reference_policy(p)
     p.add_argument(
         "--codec",
         choices=("compat", "archive"),

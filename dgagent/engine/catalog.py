@@ -90,7 +90,7 @@ class Catalog:
             obj, _ = self.resolve(key)
             if keys.is_reference(obj.key):
                 space = keys.deltaspace_of(obj.key)
-                if self._reference_needed(space, set()):
+                if self._remaining_deltas(space, set()):
                     raise ReservedNameError(
                         f"{self.url(obj.key)} is still needed by the deltas of its DeltaSpace; "
                         "it is deleted with the last of them (or use rm -r on the folder)"
@@ -114,9 +114,7 @@ class Catalog:
         affected = set(spaces or ()) | {keys.deltaspace_of(k) for k in gone}
         removed = set(gone)
         for space in sorted(affected):
-            if self._reference_needed(space, removed):
-                continue
-            for ref in self.references(space):
+            for ref in self._unneeded_references(space, removed):
                 if not dryrun:
                     self._delete_reference(ref, space, removed)
                 gone.append(ref.key)
@@ -138,9 +136,61 @@ class Catalog:
         very moment; a plain catalog (no reference cache) can only delete it."""
         self.storage.delete(ref.key)
 
-    def _reference_needed(self, space: str, removed: set[str]) -> bool:
+    def _remaining_deltas(self, space: str, removed: set[str]) -> list[ObjectInfo]:
         prefix = f"{space}/" if space else ""
-        for item in self.storage.list_objects(prefix, delimiter="/"):
-            if isinstance(item, ObjectInfo) and keys.is_delta(item.key) and item.key not in removed:
-                return True
-        return False
+        return [
+            item
+            for item in self.storage.list_objects(prefix, delimiter="/")
+            if isinstance(item, ObjectInfo) and keys.is_delta(item.key) and item.key not in removed
+        ]
+
+    def _unneeded_references(self, space: str, removed: set[str]) -> list[ObjectInfo]:
+        """The references of a DeltaSpace that no remaining delta was made against.
+
+        With no delta left, all of them; with one reference, none (every delta may need it).
+        With several (rotation), each remaining delta's metadata says which one it needs (a
+        HEAD each); a reference whose SHA-256 is unknown, or a delta that does not say, keeps
+        everything: when unsure, nothing is deleted.
+        """
+        deltas = self._remaining_deltas(space, removed)
+        refs = self.references(space)
+        if not deltas:
+            return refs
+        if len(refs) <= 1:
+            return []
+        needed = self._needed_shas(deltas)
+        if needed is None:
+            return []
+        return [r for r in refs if (sha := reference_sha256(r)) is not None and sha not in needed]
+
+    def _needed_shas(self, deltas: list[ObjectInfo]) -> set[str] | None:
+        """The SHA-256 of every reference these deltas were made against; None if one of
+        them does not say."""
+        metas = self._heads(deltas)
+        if len(metas) < len(deltas):
+            return None  # a delta vanished or could not be read between LIST and HEAD
+        needed: set[str] = set()
+        for meta in metas.values():
+            if meta.ref_sha256 is None:
+                return None
+            needed.add(meta.ref_sha256)
+        return needed
+
+    def _reference_needed(self, ref: ObjectInfo, space: str, removed: set[str]) -> bool:
+        """After ``ref`` was deleted: whether a remaining delta (maybe one another writer just
+        stored) needs it, so that it must go back."""
+        deltas = self._remaining_deltas(space, removed)
+        if not deltas:
+            return False
+        sha = reference_sha256(ref)
+        needed = self._needed_shas(deltas)
+        return needed is None or sha is None or sha in needed
+
+
+def reference_sha256(ref: ObjectInfo) -> str | None:
+    """A reference's SHA-256: in its key when content-addressed, else in its metadata."""
+    sha = keys.addressed_sha256(ref.key)
+    if sha is None and ref.metadata is not None:
+        recorded = parse_metadata(ref.key, ref.metadata).file_sha256
+        sha = recorded if recorded is not None and len(recorded) == 64 else None
+    return sha

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from dgagent.errors import CodecError, ToolMissingError
@@ -23,6 +24,7 @@ COMPRESSED_MAGIC = (b"\x1f\x8b", b"\x1f\x9d", b"BZh", b"\xfd7zXZ\x00")
 MIN_WINDOW = 512 * 1024
 SMALL_WINDOW = 8 * 1024**2
 MAX_WINDOW = 2 * 1024**3
+CHUNK = 256 * 1024
 INSTALL_HINT = "install it (Debian/Ubuntu: apt-get install xdelta3; macOS: brew install xdelta)"
 
 
@@ -53,10 +55,36 @@ class Xdelta3:
         wanted = max(SMALL_WINDOW, 1 << max(0, 2 * reference_size - 1).bit_length())
         return max(MIN_WINDOW, min(wanted, self.window_budget, MAX_WINDOW))
 
-    def encode(self, reference: Path, target: Path, out: Path) -> None:
+    def encode(self, reference: Path, target: Path, out: Path, *, limit: int | None = None) -> bool:
+        """Encode ``target`` against ``reference`` into ``out``. With ``limit``, stop as soon as
+        the delta passes that many bytes and return False (``out`` is then incomplete): a delta
+        that large is thrown away anyway, and finishing it can take a CPU minute."""
         window = self.window_for(reference.stat().st_size)
         argv = [self.binary, "-e", f"-{self.level}", "-D", "-R", "-f", "-B", str(window)]
-        self._run([*argv, "-s", str(reference), str(target), str(out)], "encode", target)
+        if limit is None:
+            self._run([*argv, "-s", str(reference), str(target), str(out)], "encode", target)
+            return True
+        argv += ["-c", "-s", str(reference), str(target)]
+        with out.open("wb") as f, tempfile.TemporaryFile() as errors:
+            try:
+                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors)
+            except FileNotFoundError as exc:
+                raise ToolMissingError(f"xdelta3 could not be started: {INSTALL_HINT}") from exc
+            assert proc.stdout is not None
+            written = 0
+            with proc.stdout:
+                while chunk := proc.stdout.read(CHUNK):
+                    written += len(chunk)
+                    if written > limit:
+                        proc.kill()
+                        proc.wait()
+                        return False
+                    f.write(chunk)
+            code = proc.wait()
+            if code != 0:
+                errors.seek(0)
+                raise self._failure("encode", target, code, errors.read())
+        return True
 
     def decode(self, reference: Path, delta: Path, out: Path, *, raw: bool = False) -> None:
         """Decode as DeltaGlider 6.x does, or with ``raw`` (``-D``) as the proxy does."""
@@ -79,19 +107,23 @@ class Xdelta3:
         except FileNotFoundError as exc:
             raise ToolMissingError(f"xdelta3 could not be started: {INSTALL_HINT}") from exc
         if done.returncode != 0:
-            # xdelta3 ends with generic hints ("please verify the source file"); the cause is the
-            # first line that is not one of them.
-            lines = done.stderr.decode(errors="replace").strip().splitlines()
-            causes = [ln for ln in lines if "normally this" not in ln and "please verify" not in ln]
-            last = (causes or lines or [f"exit code {done.returncode}"])[-1].strip()
-            if "No space left" in last:
-                raise CodecError(f"xdelta3 could not {verb} {subject.name}: the disk is full")
-            if verb == "encode":
-                raise CodecError(f"xdelta3 could not encode {subject.name} ({last})")
-            raise CodecError(
-                f"xdelta3 could not decode {subject.name} ({last}); the delta or its reference "
-                "is damaged or was made against a different reference"
-            )
+            raise self._failure(verb, subject, done.returncode, done.stderr)
+
+    @staticmethod
+    def _failure(verb: str, subject: Path, code: int, stderr: bytes) -> CodecError:
+        # xdelta3 ends with generic hints ("please verify the source file"); the cause is the
+        # first line that is not one of them.
+        lines = stderr.decode(errors="replace").strip().splitlines()
+        causes = [ln for ln in lines if "normally this" not in ln and "please verify" not in ln]
+        last = (causes or lines or [f"exit code {code}"])[-1].strip()
+        if "No space left" in last:
+            return CodecError(f"xdelta3 could not {verb} {subject.name}: the disk is full")
+        if verb == "encode":
+            return CodecError(f"xdelta3 could not encode {subject.name} ({last})")
+        return CodecError(
+            f"xdelta3 could not decode {subject.name} ({last}); the delta or its reference "
+            "is damaged or was made against a different reference"
+        )
 
 
 def looks_compressed(path: Path) -> bool:

@@ -23,6 +23,7 @@ from urllib.parse import quote, unquote
 
 from dgagent import __version__
 from dgagent.engine.keys import REFERENCE_NAME, is_delta, is_reference, relative_to_space
+from dgagent.engine.rotation import COST_KEY, WHY_KEY
 from dgagent.errors import NameTooLongError
 
 TOOL = f"dg-agent/{__version__}"
@@ -162,9 +163,13 @@ def delta_metadata(
     return _fit(meta, "dg-original-name", name)
 
 
-def direct_metadata(*, name: str, sha256: str, size: int, mtime: float | None) -> dict[str, str]:
+def direct_metadata(
+    *, name: str, sha256: str, size: int, mtime: float | None, why: str = ""
+) -> dict[str, str]:
     meta = _common(name, sha256, size, mtime)
     meta.update({"dg-compression": "none", "dg-note": "passthrough"})
+    if why:
+        meta[WHY_KEY] = ascii_value(why)
     return _fit(meta, "dg-original-name", name)
 
 
@@ -200,6 +205,10 @@ class StoredMeta:
     mtime: float | None
     codec: str | None = None
     """``dg-agent-codec``: None for compat (plain xdelta3) deltas and every other kind."""
+    why: str | None = None
+    """``dg-agent-why``: why dg-agent stored it as it is (rotation.py); None from others."""
+    cost: str | None = None
+    """``dg-agent-cost`` on a delta: its reference's rotation state after it (rotation.py)."""
 
     @property
     def zero_diff(self) -> bool:
@@ -245,6 +254,8 @@ def parse_metadata(key: str, meta: Mapping[str, str]) -> StoredMeta:
         note=note,
         mtime=mtime,
         codec=lower.get(CODEC_KEY) or None,
+        why=unquote(lower[WHY_KEY]) if ours and lower.get(WHY_KEY) else None,
+        cost=lower.get(COST_KEY) or None,
     )
 
 

@@ -30,6 +30,9 @@ class PutResult:
     """Whether the reference came from the cache; None when no reference was read."""
     codec: str | None = None
     """For a delta: ``compat`` or ``archive-v1``; None for a direct file."""
+    why: str = ""
+    """Why it was stored as it was: ``delta against <reference key>``, ``new reference: …``
+    or ``whole: …`` (also recorded in its metadata as ``dg-agent-why``)."""
 
     @property
     def ratio(self) -> float:

@@ -15,14 +15,15 @@ import logging
 import os
 import posixpath
 import shutil
+import threading
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, cast
 from urllib.parse import unquote
 
-from dgagent.engine import archive, keys
+from dgagent.engine import archive, keys, rotation
 from dgagent.engine.cache import ReferenceCache
 from dgagent.engine.catalog import Catalog
 from dgagent.engine.codec import Xdelta3, looks_compressed
@@ -31,6 +32,7 @@ from dgagent.engine.metadata import (
     ZLIB_KEY,
     Kind,
     StoredMeta,
+    ascii_value,
     delta_metadata,
     direct_metadata,
     is_sha256,
@@ -38,6 +40,7 @@ from dgagent.engine.metadata import (
     reference_metadata,
 )
 from dgagent.engine.results import COMPAT, Entry, GetResult, PutResult
+from dgagent.engine.rotation import COST_KEY, WHY_KEY, Cost, Decision
 from dgagent.errors import (
     CacheError,
     CodecError,
@@ -85,6 +88,9 @@ class DeltaStore(Catalog):
             level=settings.xdelta_level, window_budget=settings.window_budget
         )
         self.work_root = settings.cache_dir.parent / "work"
+        self._spaces: dict[tuple[str, str], _Found] = {}
+        """Per DeltaSpace and lineage stored into: the current reference (rotation.py)."""
+        self._spaces_lock = threading.Lock()
         self.expanded = ExpandedReferences(
             ReferenceCache(
                 settings.cache_dir.parent / "expanded", max_bytes=settings.cache_max_bytes
@@ -106,12 +112,14 @@ class DeltaStore(Catalog):
         max_ratio: float | None = None,
         progress: Progress | None = None,
         codec: str | None = None,
+        policy: str | None = None,
         stage: Stage | None = None,
         replacing: bool = True,
     ) -> PutResult:
         """Store a local file under logical ``key`` (delta when eligible and worth it).
 
         ``codec`` (default: the settings') is ``compat`` or ``archive`` (docs/archive-codec.md).
+        ``policy`` (default: the settings') is the reference policy, ``rotate`` or ``single``.
         ``progress`` counts the bytes uploaded; ``stage`` hears which step is running.
         ``replacing=False`` says a listing just made found no object of this name, so the other
         form (``name`` against ``name.delta``) needs no DeleteObject.
@@ -134,15 +142,11 @@ class DeltaStore(Catalog):
         limit = self.settings.max_ratio if max_ratio is None else max_ratio
         name = posixpath.basename(key)
         result: PutResult | None = None
-        direct_meta = direct_metadata(name=name, sha256=sha, size=size, mtime=before.st_mtime)
-        eligible = (
-            delta and size > 0 and keys.is_delta_eligible(name, self.settings.delta_extensions)
+        why = self._why_whole(
+            key, name=name, delta=delta, sha=sha, size=size, mtime=before.st_mtime
         )
-        if eligible and not self._delta_metadata_fits(key, name, sha, size, before.st_mtime):
-            log.warning("%s: its name is too long for a delta's metadata; storing it whole", key)
-            eligible = False
-        if eligible:
-            result = self._put_delta(
+        if not why:
+            result, why = self._put_delta(
                 source,
                 key=key,
                 sha=sha,
@@ -150,12 +154,17 @@ class DeltaStore(Catalog):
                 mtime=before.st_mtime,
                 limit=limit,
                 archive_codec=(codec or self.settings.codec) == "archive",
+                policy=policy or self.settings.reference_policy,
                 report=report,
             )
+        direct_meta = direct_metadata(
+            name=name, sha256=sha, size=size, mtime=before.st_mtime, why=why
+        )
         if result is None:
+            log.info("%s: %s; storing direct", key, why)
             report.enter("uploading", size)
             self.storage.upload(key, source, direct_meta, progress=progress)
-            result = PutResult(key, key, Kind.DIRECT, size, size, 0, sha, None)
+            result = PutResult(key, key, Kind.DIRECT, size, size, 0, sha, None, why=why)
         self._check_unchanged(source, before, result)
         if replacing:
             result = self._settle_name(result, source, before, direct_meta)
@@ -207,13 +216,26 @@ class DeltaStore(Catalog):
             )
             self.storage.upload(result.key, source, direct_meta)
             size, sha = result.original_size, result.sha256
-            result = PutResult(result.key, result.key, Kind.DIRECT, size, size, 0, sha, None)
+            why = "whole: stored again after a racing writer deleted its delta"
+            result = PutResult(
+                result.key, result.key, Kind.DIRECT, size, size, 0, sha, None, why=why
+            )
             self._check_unchanged(source, before, result)
         return result
 
-    def _delta_metadata_fits(self, key: str, name: str, sha: str, size: int, mtime: float) -> bool:
-        """Whether a delta of this file can be described within S3's metadata limit, checked
-        with the longest reference key it could get, before anything is written."""
+    def _why_whole(
+        self, key: str, *, name: str, delta: bool, sha: str, size: int, mtime: float
+    ) -> str:
+        """Why this file is stored whole without trying a delta; '' when a delta is worth a try.
+
+        The metadata check uses the longest reference key and reason a delta could get, so
+        that a name too long is found before anything is written."""
+        if not delta:
+            return "whole: deltas were turned off for it (--no-delta)"
+        if size == 0:
+            return "whole: it is empty"
+        if not keys.is_delta_eligible(name, self.settings.delta_extensions):
+            return "whole: not a delta type (see DG_DELTA_EXTENSIONS)"
         longest = keys.addressed_reference_key(keys.deltaspace_of(key), "0" * 64)
         try:
             delta_metadata(
@@ -226,11 +248,16 @@ class DeltaStore(Catalog):
                 zero_diff=False,
                 mtime=mtime,
                 codec=archive.CODEC,
-                extra={ZLIB_KEY: zlib.ZLIB_RUNTIME_VERSION},
+                extra={
+                    ZLIB_KEY: zlib.ZLIB_RUNTIME_VERSION,
+                    WHY_KEY: "new reference: " + "x" * 80,
+                    COST_KEY: Cost(sha, size, size).encode(),
+                },
             )
         except NameTooLongError:
-            return False
-        return True
+            log.warning("%s: its folder path is too long for a delta's metadata", key)
+            return "whole: its folder path is too long for a delta's metadata"
+        return ""
 
     def _check_unchanged(self, source: Path, before: os.stat_result, result: PutResult) -> None:
         """A file rewritten while we read it must not stay stored under its old hash."""
@@ -251,7 +278,7 @@ class DeltaStore(Catalog):
             "once it is complete"
         )
 
-    def _put_delta(
+    def _put_delta(  # noqa: PLR0911 (each way out says why the file goes whole)
         self,
         source: Path,
         *,
@@ -261,33 +288,77 @@ class DeltaStore(Catalog):
         mtime: float,
         limit: float,
         archive_codec: bool,
+        policy: str,
         report: _Report,
-    ) -> PutResult | None:
-        """Store ``source`` as a delta, or return None when it should be stored direct."""
+    ) -> tuple[PutResult | None, str]:
+        """Store ``source`` as a delta, against the DeltaSpace's current reference or as its
+        next one (the reference ``policy`` decides, see rotation.py); else None and the reason
+        it should be stored whole."""
         name = posixpath.basename(key)
+        space = keys.deltaspace_of(key)
+        lineage = rotation.lineage(name) if policy == "rotate" else ""
         with contextlib.ExitStack() as stack:
             work = stack.enter_context(self._workdir())
             expanded = self._expand_target(source, work) if archive_codec else None
             base = stack.enter_context(
-                self._delta_base(source, key, sha, size, work, expanded=expanded, report=report)
+                self._delta_base(
+                    source,
+                    key,
+                    sha,
+                    size,
+                    work,
+                    lineage=lineage,
+                    expanded=expanded,
+                    report=report,
+                )
             )
             if base is None:
-                return None
-            created = size if base.created else 0
+                return None, "whole: there is no reference it can be a delta against"
             report.enter("encoding")
-            chosen = self._choose_delta(base, source, expanded, work, sha=sha, limit=limit * size)
+            cap = None if base.created else limit * size
+            chosen, over = self._choose_delta(base, source, expanded, work, sha=sha, limit=cap)
+            why = "new reference: the first of its DeltaSpace"
+            cost = Cost(sha)
+            if not base.created:
+                if chosen is None and not over:
+                    return None, "whole: no delta against the reference rebuilt it bit-exact"
+                if base.cost is not None and base.cost.ref_sha256 == base.sha256:
+                    cost = base.cost
+                else:
+                    cost = Cost(base.sha256)
+                delta_size = chosen[0].stat().st_size if chosen else None
+                decision, why = rotation.decide(policy, cost, delta_size, size, limit)
+                log.info("%s: %s", key, why)
+                if decision is Decision.WHOLE:
+                    return None, why
+                if decision is Decision.DELTA:
+                    why = f"delta: {(delta_size or 0) / size:.3f} of the file"
+                    cost = cost.after(delta_size or 0)
+                else:
+                    made = stack.enter_context(
+                        self._next_reference(
+                            source,
+                            key,
+                            sha=sha,
+                            size=size,
+                            work=work,
+                            expanded=expanded,
+                            report=report,
+                        )
+                    )
+                    if made is None:
+                        return None, why.replace("new reference", "whole", 1)
+                    base, cost = made, Cost(sha)
+                    chosen, _ = self._choose_delta(
+                        base, source, expanded, work, sha=sha, limit=None
+                    )
             if chosen is None:
-                return None
+                return None, "whole: no delta against the reference rebuilt it bit-exact"
             delta_path, codec = chosen
             delta_size = delta_path.stat().st_size
-            if not created and delta_size > limit * size:
-                log.info(
-                    "%s: delta is %.3f of the file, above %.3f: storing direct",
-                    key,
-                    delta_size / size,
-                    limit,
-                )
-                return None
+            extra = {WHY_KEY: ascii_value(why), COST_KEY: cost.encode()}
+            if codec != COMPAT:
+                extra[ZLIB_KEY] = zlib.ZLIB_RUNTIME_VERSION
             meta = delta_metadata(
                 name=name,
                 sha256=sha,
@@ -298,15 +369,40 @@ class DeltaStore(Catalog):
                 zero_diff=base.created,
                 mtime=mtime,
                 codec=None if codec == COMPAT else codec,
-                extra={ZLIB_KEY: zlib.ZLIB_RUNTIME_VERSION} if codec != COMPAT else None,
+                extra=extra,
             )
             stored = keys.delta_key(key)
             report.enter("uploading", delta_size)
             self.storage.upload(stored, delta_path, meta, progress=report.progress)
             if not self._reference_still_there(base):
                 self.storage.delete(stored)
-                return None
-        return PutResult(key, stored, Kind.DELTA, size, delta_size, created, sha, base.hit, codec)
+                return None, "whole: its reference was replaced while the delta was stored"
+            self._remember(space, lineage, base.key, cost)
+        created = size if base.created else 0
+        result = PutResult(
+            key, stored, Kind.DELTA, size, delta_size, created, sha, base.hit, codec, why
+        )
+        return result, why
+
+    @contextlib.contextmanager
+    def _next_reference(
+        self,
+        source: Path,
+        key: str,
+        *,
+        sha: str,
+        size: int,
+        work: Path,
+        expanded: Path | None,
+        report: _Report,
+    ) -> Iterator[_Ref | None]:
+        """``source`` made its DeltaSpace's next reference (content-addressed); None when it
+        cannot be one (gzip-like data that only an expansion proven to rebuild it could take)."""
+        if looks_compressed(source) and not self.expanded.rebuilds(expanded, sha, work):
+            yield None
+            return
+        with self._new_reference(source, key, sha, size, work, report=report, first=False) as ref:
+            yield ref
 
     def _expand_target(self, source: Path, work: Path) -> Path | None:
         """The expanded form of ``source``, or None when it has nothing zlib reproduces."""
@@ -322,14 +418,23 @@ class DeltaStore(Catalog):
         return path
 
     def _choose_delta(
-        self, base: _Ref, source: Path, expanded: Path | None, work: Path, *, sha: str, limit: float
-    ) -> tuple[Path, str] | None:
-        """The smallest checked delta among the codecs that apply, with its codec name.
+        self,
+        base: _Ref,
+        source: Path,
+        expanded: Path | None,
+        work: Path,
+        *,
+        sha: str,
+        limit: float | None,
+    ) -> tuple[tuple[Path, str] | None, bool]:
+        """The smallest checked delta among the codecs that apply, with its codec name; and
+        whether an encode was stopped for passing ``limit`` bytes (then that delta is missing).
 
         Compat is not tried against gzip-like references (DeltaGlider could not read it), and,
         when an archive delta exists, only for files up to CHEAP_COMPAT_BYTES or when the archive
         delta is above the limit: for large wheels it is the expansion that pays.
         """
+        over = False
         found: list[tuple[int, Path, str]] = []
         compressed_ref = looks_compressed(base.path)
         # A new reference gets a zero-diff delta: compat (readable by DeltaGlider) unless the
@@ -343,16 +448,19 @@ class DeltaStore(Catalog):
         elif expanded is not None:
             self.expanded.remember(base.sha256, expanded)
         size = source.stat().st_size
-        wanted = not found or size <= CHEAP_COMPAT_BYTES or found[0][0] > limit
+        wanted = not found or size <= CHEAP_COMPAT_BYTES or limit is None or found[0][0] > limit
         if not compressed_ref and wanted:
             path = work / "out.delta"
-            if self._encode_checked(base.path, source, path, work, sha):
+            stop = None if limit is None else int(limit)
+            checked = self._encode_checked(base.path, source, path, work, sha=sha, limit=stop)
+            if checked:
                 found.append((path.stat().st_size, path, COMPAT))
+            over = checked is None
         if not found:
-            return None
+            return None, over
         # A compat delta wins ties: DeltaGlider can read it.
         _, path, codec = min(found, key=lambda f: (f[0], f[2] != COMPAT))
-        return path, codec
+        return (path, codec), over
 
     @contextlib.contextmanager
     def _delta_base(
@@ -363,59 +471,108 @@ class DeltaStore(Catalog):
         size: int,
         work: Path,
         *,
+        lineage: str,
         expanded: Path | None = None,
         report: _Report,
     ) -> Iterator[_Ref | None]:
-        """The reference to diff against: the DeltaSpace's current one, or, when it has none,
-        one created from ``source``. None when DeltaGlider could not decode deltas against it
-        (gzip-like data), unless the archive codec has ``expanded`` the file: it expands such
-        references itself (a gzip file becomes a reference only once its expanded form is proven
-        to rebuild it)."""
+        """The reference to diff against: the current one of the file's lineage in its
+        DeltaSpace, or, when the DeltaSpace has none, one created from ``source``. None when
+        DeltaGlider could not decode deltas against it (gzip-like data), unless the archive codec
+        has ``expanded`` the file: it expands such references itself (a gzip file becomes a
+        reference only once its expanded form is proven to rebuild it)."""
         space = keys.deltaspace_of(key)
-        ref = self._current_reference(space)
-        if ref is None:
-            if looks_compressed(source) and not self.expanded.rebuilds(expanded, sha, work):
-                log.info("%s is gzip/bzip2/xz data: not made a reference, stored direct", key)
-                yield None
-                return
-            with self._new_reference(
-                source, key, sha, size, work, report=report, first=True
-            ) as made:
-                if made is not None:
-                    yield made
-                    return
-            ref = self._current_reference(space)
-            if ref is None:
-                raise StorageError(
-                    f"{self.url(keys.reference_key(space))} was reported as existing but cannot "
-                    "be read; try again"
-                )
         with contextlib.ExitStack() as stack:
-            try:
-                entry = stack.enter_context(self._reference(ref.key, ref.sha256, work))
-            except IntegrityError as exc:
-                # No delta can be made against it, but the file can still be kept, whole.
-                log.warning("%s; storing %s direct", exc, key)
-                yield None
+            entry: _Ref | None = None
+            for found in self._reference_candidates(space, lineage):
+                try:
+                    entry = stack.enter_context(self._reference(found.key, found.sha256, work))
+                except NotFoundError:
+                    log.info("%s is gone; looking for another reference", self.url(found.key))
+                    self._forget(space, lineage)
+                    continue
+                except IntegrityError as exc:
+                    # No delta can be made against it, but the file can still be kept, whole.
+                    log.warning("%s; storing %s direct", exc, key)
+                    yield None
+                    return
+                entry = replace(entry, cost=found.cost)
+                break
+            if entry is None:
+                if looks_compressed(source) and not self.expanded.rebuilds(expanded, sha, work):
+                    log.info("%s is gzip/bzip2/xz data: not made a reference, stored direct", key)
+                    yield None
+                    return
+                made = stack.enter_context(
+                    self._new_reference(source, key, sha, size, work, report=report, first=True)
+                )
+                if made is None:  # another writer's reference.bin won the race: use it
+                    winner = self._space_reference(space)
+                    if winner is None:
+                        raise StorageError(
+                            f"{self.url(keys.reference_key(space))} was reported as existing "
+                            "but cannot be read; try again"
+                        )
+                    made = stack.enter_context(self._reference(winner.key, winner.sha256, work))
+                yield made
                 return
             if looks_compressed(entry.path) and expanded is None:
                 log.info(
                     "%s is gzip/bzip2/xz data that DeltaGlider would unpack before "
                     "decoding; storing %s direct",
-                    ref.key,
+                    entry.key,
                     key,
                 )
                 yield None
             else:
                 yield entry
 
-    def _current_reference(self, space: str) -> _Found | None:
-        """The reference new files of a DeltaSpace are encoded against: its newest
-        content-addressed one, else ``reference.bin``; None when it has none.
+    def _reference_candidates(self, space: str, lineage: str) -> Iterator[_Found]:
+        """References to encode against, best first: the current one of the lineage (known in
+        memory since this process last stored it, else from the lineage's newest delta: one LIST
+        of the DeltaSpace and one HEAD), then the DeltaSpace's newest."""
+        with self._spaces_lock:
+            known = self._spaces.get((space, lineage))
+        if known is not None:
+            yield known
+        elif lineage:
+            found = self._lineage_reference(space, lineage)
+            if found is not None:
+                yield found
+        found = self._space_reference(space)
+        if found is not None:
+            yield found
 
-        One LIST of the hidden references (empty in most DeltaSpaces), then a HEAD of
-        ``reference.bin`` only when there is none: an addressed key carries its SHA-256.
-        """
+    def _lineage_reference(self, space: str, lineage: str) -> _Found | None:
+        """The reference the newest delta of this lineage was made against, with its cost."""
+        prefix = f"{space}/" if space else ""
+        deltas = [
+            item
+            for item in self.storage.list_objects(prefix, delimiter="/")
+            if isinstance(item, ObjectInfo)
+            and keys.is_delta(item.key)
+            and rotation.lineage(posixpath.basename(keys.logical_key(item.key))) == lineage
+        ]
+        if not deltas:
+            return None
+        newest = max(deltas, key=lambda o: (o.last_modified, o.key))
+        info = self.storage.head(newest.key)
+        if info is None:
+            return None
+        meta = parse_metadata(newest.key, info.metadata or {})
+        if meta.kind is not Kind.DELTA or not is_sha256(meta.ref_sha256):
+            return None
+        try:
+            ref_key = self.reference_keys_of(info, meta)[0]
+        except IntegrityError:
+            return None
+        ref_sha = str(meta.ref_sha256)
+        return _Found(ref_key, ref_sha, Cost.parse(ref_sha, meta.cost))
+
+    def _space_reference(self, space: str) -> _Found | None:
+        """The DeltaSpace's newest content-addressed reference, else ``reference.bin``; None
+        when it has none. One LIST of the hidden references (empty in most DeltaSpaces), then
+        a HEAD of ``reference.bin`` only when there is none: an addressed key carries its
+        SHA-256."""
         addressed = [
             item
             for item in self.storage.list_objects(keys.references_prefix(space))
@@ -429,8 +586,19 @@ class DeltaStore(Catalog):
         info = self.storage.head(ref_key)
         if info is None:
             return None
-        known = parse_metadata(ref_key, info.metadata or {}).file_sha256
-        return _Found(ref_key, known if is_sha256(known) else None)
+        recorded = parse_metadata(ref_key, info.metadata or {}).file_sha256
+        return _Found(ref_key, recorded if is_sha256(recorded) else None)
+
+    def _remember(self, space: str, lineage: str, ref_key: str, cost: Cost) -> None:
+        """The lineage's current reference and its cost after a delta stored against it. A
+        reference another writer deletes meanwhile is put back after the next upload
+        (``_reference_still_there``); one it adds is only missed, never wrong."""
+        with self._spaces_lock:
+            self._spaces[(space, lineage)] = _Found(ref_key, cost.ref_sha256, cost)
+
+    def _forget(self, space: str, lineage: str) -> None:
+        with self._spaces_lock:
+            self._spaces.pop((space, lineage), None)
 
     @contextlib.contextmanager
     def _new_reference(
@@ -529,13 +697,22 @@ class DeltaStore(Catalog):
             log.warning("could not cache the new reference: %s", exc)
 
     def _encode_checked(
-        self, reference: Path, target: Path, out: Path, work: Path, sha: str
-    ) -> bool:
+        self,
+        reference: Path,
+        target: Path,
+        out: Path,
+        work: Path,
+        *,
+        sha: str,
+        limit: int | None,
+    ) -> bool | None:
         """Encode, then decode once and compare: a delta is kept only if it rebuilds the file.
+        None when the encode was stopped past ``limit`` bytes (nothing worth checking).
 
         The check decodes exactly as DeltaGlider 6.x does, so what passes is readable by it too.
         """
-        self.codec.encode(reference, target, out)
+        if not self.codec.encode(reference, target, out, limit=limit):
+            return None
         check = work / "check.out"
         try:
             self.codec.decode(reference, out, check)
@@ -619,7 +796,7 @@ class DeltaStore(Catalog):
                 self.storage.delete(ref_key)
                 return
             self.storage.delete(ref_key)
-            if not self._reference_needed(space, removed):
+            if not self._reference_needed(ref, space, removed):
                 return
             log.warning(
                 "%s: another writer stored a delta against it while it was being deleted; "
@@ -761,10 +938,12 @@ class _Report:
 
 @dataclass(frozen=True)
 class _Found:
-    """A reference found in the store: its key, and its SHA-256 when recorded."""
+    """A reference found in the store: its key, its SHA-256 when recorded, and what the deltas
+    against it have cost when known."""
 
     key: str
     sha256: str | None
+    cost: Cost | None = None
 
 
 @dataclass(frozen=True)
@@ -779,6 +958,8 @@ class _Ref:
     """True when this put created the reference (the file itself)."""
     key: str = ""
     """Where the reference is stored."""
+    cost: Cost | None = None
+    """What the deltas against it have cost, when known (rotation.py)."""
 
 
 __all__ = ["DeltaStore", "Entry", "GetResult", "PutResult"]

@@ -321,9 +321,9 @@ def test_a_first_sync_sends_no_deletes_and_a_changed_file_replaces_its_other_for
         notes.write_text("notes v2, longer\n")
         cli.ok("sync", *endpoint, src, s3_remote.url("m/"))
         assert proxy.seen["DELETE"] == 0  # notes.txt.delta does not exist: nothing to delete
-        # Now stored whole, so its delta goes.
+        # Now stored whole (one reference per folder: no new one), so its delta goes.
         files["rel/app-1.2.zip"].write_bytes(b"no longer a zip that deltas")
-        cli.ok("sync", *endpoint, src, s3_remote.url("m/"))
+        cli.ok("sync", *endpoint, "--reference-policy", "single", src, s3_remote.url("m/"))
         assert proxy.seen["DELETE"] == 1
     finally:
         proxy.stop()

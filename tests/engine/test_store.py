@@ -92,7 +92,7 @@ def test_unrelated_file_falls_back_to_direct(store: DeltaStore, tmp_path: Path) 
     store.put(first, "rel/a.zip")
     noise = tmp_path / "noise.zip"
     noise.write_bytes(random.Random(3).randbytes(200_000))
-    result = store.put(noise, "rel/noise.zip")
+    result = store.put(noise, "rel/noise.zip", policy="single")
     assert result.kind is Kind.DIRECT and result.stored_size == 200_000
     assert store.storage.head("rel/noise.zip.delta") is None
     out = tmp_path / "noise.out"
