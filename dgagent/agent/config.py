@@ -17,6 +17,7 @@
     exclude = ["*.log"]
     max_ratio = 0.5               # optional, else DG_MAX_RATIO or 0.5
     codec = "archive"             # optional: compat (default, DeltaGlider-readable) or archive
+    reference_policy = "single"   # optional: rotate (default) or single (see the README)
 
 Unknown keys and wrong types are errors (exit code 78 for the service), never silently ignored.
 """
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from dgagent.errors import ConfigError
-from dgagent.settings import check_codec
+from dgagent.settings import check_codec, check_policy
 from dgagent.storage import S3Options, is_store_url
 
 
@@ -46,6 +47,8 @@ class Watch:
     max_ratio: float | None = None
     codec: str | None = None
     """``compat`` or ``archive``; None: DG_CODEC, else compat."""
+    reference_policy: str | None = None
+    """``rotate`` or ``single``; None: DG_REFERENCE_POLICY, else rotate."""
 
     @property
     def name(self) -> str:
@@ -107,6 +110,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "dir": (str,),
     "url": (str,),
     "codec": (str,),
+    "reference_policy": (str,),
     "delete": (bool,),
     "exclude": (list,),
     "max_ratio": (int, float),
@@ -154,6 +158,11 @@ def _watch(path: Path, raw: Any, number: int) -> Watch:
         max_ratio=float(ratio) if ratio is not None else None,
         codec=check_codec(values["codec"], f"{path}: watch #{number} codec")
         if "codec" in values
+        else None,
+        reference_policy=check_policy(
+            values["reference_policy"], f"{path}: watch #{number} reference_policy"
+        )
+        if "reference_policy" in values
         else None,
     )
 

@@ -12,6 +12,7 @@ request); a retry is ``queued`` with ``next_attempt`` in the future.
 
 from __future__ import annotations
 
+import posixpath
 import sqlite3
 import threading
 import time
@@ -261,18 +262,34 @@ class Index:
         return True
 
     def claim(self, limit: int, skip: set[str]) -> list[Row]:
-        """Take due queued rows for work (not of the paused watches in ``skip``)."""
+        """Take due queued rows for work (not of the paused watches in ``skip``): at most one
+        per DeltaSpace (folder), none of a DeltaSpace with work in progress, and of each the
+        oldest in release order (mtime, then name), since whether a version becomes a new
+        reference depends on the one before it (engine/rotation.py)."""
         now = time.time()
         with self._tx() as db:
-            rows = [
+            busy = {
+                (r["watch"], posixpath.dirname(r["path"]))
+                for r in db.execute("SELECT watch, path FROM files WHERE state='uploading'")
+            }
+            due = [
                 Row(**dict(r))
                 for r in db.execute(
                     "SELECT * FROM files WHERE state='queued' AND next_attempt<=? "
                     "ORDER BY next_attempt, updated LIMIT ?",
-                    (now, limit + len(skip) * 8),
+                    (now, 4 * (limit + len(skip) * 8 + len(busy)) + 32),
                 ).fetchall()
                 if r["watch"] not in skip
-            ][:limit]
+            ]
+            first: dict[tuple[str, str], Row] = {}
+            for row in due:
+                space = (row.watch, posixpath.dirname(row.path))
+                held = first.get(space)
+                if space not in busy and (
+                    held is None or (row.mtime_ns or 0, row.path) < (held.mtime_ns or 0, held.path)
+                ):
+                    first[space] = row
+            rows = sorted(first.values(), key=due.index)[:limit]
             for r in rows:
                 db.execute(
                     "UPDATE files SET state='uploading', updated=? WHERE watch=? AND path=?",

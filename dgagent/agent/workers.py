@@ -232,6 +232,7 @@ class Workers:
             target.key(row.path),
             max_ratio=target.watch.max_ratio,
             codec=target.watch.codec,
+            policy=target.watch.reference_policy,
             stage=reporter.stage,
             progress=reporter.advance,
         )

@@ -14,7 +14,7 @@ from dgagent.agent import lock, service
 from dgagent.agent.client import AgentClient, AgentConnectionError, AgentNotRunning
 from dgagent.agent.config import Watch
 from dgagent.agent.paths import agent_paths
-from dgagent.cli.common import Session, human, percent, print_json
+from dgagent.cli.common import Session, add_reference_policy, human, percent, print_json
 from dgagent.errors import ConfigError
 from dgagent.storage import parse_location
 
@@ -207,7 +207,13 @@ def run_watch(args: argparse.Namespace, session: Session) -> int:
     if args.max_ratio is not None and not 0 <= args.max_ratio <= 1:
         raise ConfigError(f"--max-ratio must be between 0 and 1, got {args.max_ratio}")
     watch = Watch(
-        folder, args.url, args.delete, tuple(args.exclude or ()), args.max_ratio, args.codec
+        folder,
+        args.url,
+        args.delete,
+        tuple(args.exclude or ()),
+        args.max_ratio,
+        args.codec,
+        args.reference_policy,
     )
     config_file.save(path, config_file.with_watch(current, watch))
     note = "" if folder.is_dir() else f" ({folder} does not exist yet; it is watched once it does)"
@@ -223,6 +229,7 @@ def _watch_record(w: Watch) -> dict[str, Any]:
         "exclude": list(w.exclude),
         "max_ratio": w.max_ratio,
         "codec": w.codec,
+        "reference_policy": w.reference_policy,
     }
 
 
@@ -279,6 +286,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="compat (default; DeltaGlider-readable) or archive (smaller zip/gzip deltas, "
         "read only by dg-agent)",
     )
+    add_reference_policy(add)
     remove = verbs.add_parser("remove", help="stop watching DIR (stored files stay)")
     remove.add_argument("dir")
     listing = verbs.add_parser("list", help="the watched folders")

@@ -33,7 +33,7 @@ from dgagent.cli.common import (
     report_errors,
 )
 from dgagent.cli.paths import Filters, folder_prefix, walk
-from dgagent.cli.transfer import WORKERS, describe_put, put_record
+from dgagent.cli.transfer import WORKERS, describe_put, in_release_order, put_record
 from dgagent.engine import keys
 from dgagent.engine.metadata import Kind
 from dgagent.engine.store import DeltaStore, Entry, PutResult
@@ -185,23 +185,21 @@ class Copier:
         self.errors: list[str] = []
 
     def run(self, items: list[Item]) -> None:
-        firsts: dict[str, Item] = {}
-        rest: list[Item] = []
-        for item in sorted(items, key=lambda i: (i.modified, i.rel)):
-            space = keys.deltaspace_of(self.prefix + item.rel)
-            if space in firsts:
-                rest.append(item)
-            else:
-                firsts[space] = item
-        workers = max(1, self.args.workers)
-        for batch in (list(firsts.values()), rest):
-            pool = ThreadPoolExecutor(max_workers=workers)
-            try:
-                list(pool.map(self.one, batch))
-            finally:
-                # On Ctrl-C, drop the queued files (a later run resumes them) instead of
-                # copying them all before the interrupt takes effect.
-                pool.shutdown(wait=True, cancel_futures=True)
+        groups = in_release_order(
+            items, key=lambda i: self.prefix + i.rel, mtime=lambda i: i.modified
+        )
+
+        def in_order(group: list[Item]) -> None:
+            for item in group:
+                self.one(item)
+
+        pool = ThreadPoolExecutor(max_workers=max(1, self.args.workers))
+        try:
+            list(pool.map(in_order, groups))
+        finally:
+            # On Ctrl-C, drop the queued DeltaSpaces (a later run resumes them) instead of
+            # copying them all before the interrupt takes effect.
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def one(self, item: Item) -> None:
         self.progress.start(item.rel)

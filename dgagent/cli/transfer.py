@@ -1,8 +1,8 @@
 """Running many uploads or downloads at once, and printing what each one did.
 
-xdelta3 runs as its own process, so a thread pool keeps both cores and the network busy. The first
-file of each DeltaSpace goes first, alone: it becomes the reference, and the others then delta
-against it instead of racing to create it.
+xdelta3 runs as its own process, so a thread pool keeps both cores and the network busy, one
+DeltaSpace per thread: the files of one DeltaSpace are stored one at a time, in release order
+(see ``in_release_order``).
 """
 
 from __future__ import annotations
@@ -122,30 +122,35 @@ def upload_all(
         if not quiet:
             progress.say(f"upload: {job.source} to {store.url(result.key)} {describe_put(result)}")
 
-    firsts, rest = _first_per_deltaspace(jobs)
-    _run(one, firsts)
-    _run(one, rest)
+    def in_order(group: list[Upload]) -> None:
+        for job in group:
+            one(job)
+
+    _run(in_order, in_release_order(jobs, key=lambda j: j.key, mtime=_mtime))
     return outcome
 
 
-def _first_per_deltaspace(jobs: list[Upload]) -> tuple[list[Upload], list[Upload]]:
-    """The oldest file of each DeltaSpace (it should become the reference), and the others."""
+def _mtime(job: Upload) -> float:
+    try:
+        return job.source.stat().st_mtime
+    except OSError:
+        return 0.0
 
-    def age(job: Upload) -> tuple[float, str]:
-        try:
-            return job.source.stat().st_mtime, job.key
-        except OSError:
-            return 0.0, job.key
 
-    firsts: dict[str, Upload] = {}
-    rest: list[Upload] = []
-    for job in sorted(jobs, key=age):
-        space = keys.deltaspace_of(job.key)
-        if space in firsts:
-            rest.append(job)
-        else:
-            firsts[space] = job
-    return list(firsts.values()), rest
+def in_release_order(
+    items: list[T], *, key: Callable[[T], str], mtime: Callable[[T], float]
+) -> list[list[T]]:
+    """Items grouped by DeltaSpace, each group in release order (mtime, then name).
+
+    A group is stored one file at a time: whether a version becomes a new reference depends on
+    the one before it (engine/rotation.py), and the first one becomes the reference the others
+    delta against instead of racing to create it. Groups go in parallel.
+    """
+    groups: dict[str, list[T]] = {}
+    for item in sorted(items, key=lambda i: (mtime(i), key(i))):
+        groups.setdefault(keys.deltaspace_of(key(item)), []).append(item)
+    # The largest groups first, so that one long DeltaSpace does not start last.
+    return sorted(groups.values(), key=len, reverse=True)
 
 
 def download_all(
