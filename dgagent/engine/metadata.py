@@ -103,9 +103,12 @@ def _fit(meta: dict[str, str], name_field: str, what: str) -> dict[str, str]:
         return meta
     name = meta[name_field]
     keep = len(name) - over - len(CUT_MARK)
-    # Never cut inside a %XX escape, which would leave an undecodable value.
+    # Never cut inside a %XX escape, nor between the escapes of one UTF-8 character (the
+    # next byte a continuation byte, %80-%BF): either would leave an undecodable value.
     while keep > 0 and "%" in name[max(0, keep - 2) : keep]:
         keep -= 1
+    while keep > 0 and name[keep : keep + 2] in ("%8", "%9", "%A", "%B"):
+        keep -= 3
     if keep < 1:
         raise NameTooLongError(
             f"cannot store {what}: its folder path is too long for the "

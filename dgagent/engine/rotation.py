@@ -73,8 +73,11 @@ def decide(
     if max_ratio <= 0:
         return Decision.WHOLE, "whole: the max ratio is 0, so no delta is worth keeping"
     if delta_size is None or delta_size > max_ratio * size:
-        shown = "more than" if delta_size is None else f"{delta_size / size:.3f}"
-        over = f"its delta was {shown} of the file, above the max ratio {max_ratio:g}"
+        if delta_size is None:
+            over = f"its delta passed the max ratio {max_ratio:g} of the file (encode stopped)"
+        else:
+            over = f"its delta was {delta_size / size:.3f} of the file, above the max ratio "
+            over += f"{max_ratio:g}"
         if policy == "single":
             return Decision.WHOLE, f"whole: {over}"
         return Decision.NEW_REFERENCE, f"new reference: {over}"

@@ -466,6 +466,11 @@ class S3Storage:
                             Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                         )
                         aborted.append(upload["Key"])
+        except botocore.exceptions.ClientError as exc:
+            # rclone serve s3 answers NoSuchUpload to this listing in a bucket that never had
+            # a multipart upload: there is nothing to abort.
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise translate(exc, self._what(prefix)) from exc
         except S3_ERRORS as exc:
             raise translate(exc, self._what(prefix)) from exc
         return aborted
