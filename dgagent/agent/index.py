@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS files (
     next_attempt REAL NOT NULL DEFAULT 0,
     error TEXT,
     updated REAL NOT NULL,
+    why TEXT,
     PRIMARY KEY (watch, path)
 );
 DROP INDEX IF EXISTS files_due;
@@ -46,7 +47,8 @@ CREATE INDEX IF NOT EXISTS files_claim ON files (state, next_attempt, updated);
 CREATE TABLE IF NOT EXISTS transfers (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL, watch TEXT, path TEXT, op TEXT, key TEXT, kind TEXT, codec TEXT,
-    original_size INTEGER, stored_size INTEGER, cache_hit INTEGER, seconds REAL, error TEXT
+    original_size INTEGER, stored_size INTEGER, cache_hit INTEGER, seconds REAL, error TEXT,
+    why TEXT
 );
 """
 KEEP_TRANSFERS = 10_000
@@ -80,6 +82,8 @@ class Row:
     next_attempt: float
     error: str | None
     updated: float
+    why: str | None = None
+    """Why the engine stored it as it did (``PutResult.why``)."""
 
     def record(self) -> dict[str, Any]:
         ratio = (
@@ -103,6 +107,7 @@ class Row:
             "next_attempt": self.next_attempt or None,
             "error": self.error,
             "updated": self.updated,
+            "why": self.why,
         }
 
 
@@ -126,8 +131,8 @@ class Index:
         """Bring an index written by an older version up to this schema (columns only grow)."""
         added = {
             # NULL ctime means unknown: each such file is hashed once by the next scan (plan()).
-            "files": ("ctime_ns INTEGER", "codec TEXT"),
-            "transfers": ("codec TEXT",),
+            "files": ("ctime_ns INTEGER", "codec TEXT", "why TEXT"),
+            "transfers": ("codec TEXT", "why TEXT"),
         }
         for table, wanted in added.items():
             rows = self._db.execute(f"PRAGMA table_info({table})").fetchall()
@@ -224,6 +229,22 @@ class Index:
         with self._use() as db:
             rows = db.execute(sql).fetchall()
         return {w: {"files": n, "original": o, "stored": s} for w, n, o, s in rows}
+
+    def decisions(self) -> dict[str, dict[str, int]]:
+        """Per watch: how many stored files went as a delta, a new reference or whole (the
+        first words of each file's ``why``)."""
+        sql = (
+            "SELECT watch, CASE WHEN why LIKE 'new reference%' THEN 'new reference' "
+            "WHEN why LIKE 'whole%' THEN 'whole' WHEN why LIKE 'delta%' THEN 'delta' "
+            "ELSE 'unknown' END AS decision, COUNT(*) "
+            "FROM files WHERE state='stored' GROUP BY watch, decision"
+        )
+        with self._use() as db:
+            rows = db.execute(sql).fetchall()
+        found: dict[str, dict[str, int]] = {}
+        for watch, decision, n in rows:
+            found.setdefault(watch, {})[decision] = n
+        return found
 
     def next_due(self) -> float | None:
         with self._use() as db:

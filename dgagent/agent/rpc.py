@@ -59,6 +59,8 @@ def entry_record(entry: Entry) -> dict[str, Any]:
         "sha256": meta.file_sha256 if meta else None,
         "tool": meta.tool if meta else None,
         "last_modified": entry.info.last_modified.isoformat(),
+        "why": entry.why,
+        "reference": entry.reference,
     }
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 def agent_status(agent: Agent) -> dict[str, Any]:
     counts = agent.index.counts()
     totals = agent.index.totals()
+    decisions = agent.index.decisions()
     watches = []
     for name, target in agent.targets().items():
         t = totals.get(name, {"files": 0, "original": 0, "stored": 0})
@@ -35,6 +36,10 @@ def agent_status(agent: Agent) -> dict[str, Any]:
                 else agent.watcher.states.get(name, "?"),
                 "note": agent.notes.get(name),
                 "last_scan": agent.pipeline.last_scan.get(name),
+                "reference_policy": target.watch.reference_policy
+                or agent.settings.reference_policy,
+                "write_mode": target.store.storage.write_mode(),
+                "decisions": decisions.get(name, {}),
                 **t,
             }
         )

@@ -250,6 +250,7 @@ class Workers:
             original_size=result.original_size,
             stored_size=stored,
             cache_hit=None if result.cache_hit is None else int(result.cache_hit),
+            why=result.why,
         )
         record = self._record(
             row,
@@ -260,6 +261,7 @@ class Workers:
             stored=stored,
             cache_hit=result.cache_hit,
             seconds=time.monotonic() - started,
+            why=result.why,
         )
         try:
             self.index.log_transfer(**{k: v for k, v in record.items() if k not in ("ratio",)})
@@ -298,6 +300,7 @@ class Workers:
         stored: int,
         cache_hit: bool | None,
         seconds: float,
+        why: str,
     ) -> dict[str, Any]:
         return {
             "watch": row.watch,
@@ -311,6 +314,7 @@ class Workers:
             "ratio": stored / original if original else None,
             "cache_hit": cache_hit,
             "seconds": round(seconds, 3),
+            "why": why,
         }
 
     def _failed(self, target: Target, row: Row, exc: DgError, seconds: float) -> None:

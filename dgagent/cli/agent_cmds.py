@@ -170,6 +170,10 @@ def run_status(args: argparse.Namespace, session: Session) -> int:
     for watch in status["watches"]:
         note = f" — {watch['note']}" if watch.get("note") else ""
         print(f"  {watch['dir']} → {watch['url']} [{watch['state']}] {watch['files']} files{note}")
+        how = ", ".join(f"{n} {what}" for what, n in sorted(watch.get("decisions", {}).items()))
+        mode = watch.get("write_mode") or "bucket not written yet"
+        policy = watch.get("reference_policy")
+        print(f"    stored as: {how or 'nothing yet'}; references: {policy}; {mode}")
     if not status["watches"]:
         print("  no folders watched: add one with dg-agent watch add DIR URL")
     return 0

@@ -27,6 +27,8 @@ def entry_record(entry: Entry, url: str) -> dict[str, Any]:
         "ratio": round(entry.stored_size / original, 6) if original else None,
         "sha256": entry.meta.file_sha256 if entry.meta else None,
         "last_modified": entry.info.last_modified.isoformat(),
+        "why": entry.why,
+        "reference": entry.reference,
     }
 
 

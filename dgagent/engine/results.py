@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 
 from dgagent.engine import keys
@@ -63,6 +64,21 @@ class Entry:
         if self.meta is not None and self.meta.file_size is not None:
             return self.meta.file_size
         return None if keys.is_delta(self.stored_key) else self.stored_size
+
+    @property
+    def why(self) -> str | None:
+        """Why dg-agent stored it as it is (``dg-agent-why``), when its metadata was read."""
+        return self.meta.why if self.meta is not None else None
+
+    @property
+    def reference(self) -> str | None:
+        """The key of the reference a delta was made against, when its metadata was read."""
+        if self.meta is None or self.meta.kind is not Kind.DELTA:
+            return None
+        if self.meta.ref_path:
+            space = keys.deltaspace_of(self.stored_key)
+            return posixpath.normpath(posixpath.join(space, self.meta.ref_path))
+        return self.meta.ref_key
 
     @property
     def codec(self) -> str | None:

@@ -34,6 +34,7 @@ class QueueRow:
     stage: str | None = None  # of a large file being stored: hashing, encoding, uploading…
     moved: int = 0  # bytes of that stage done so far
     stage_total: int | None = None
+    why: str | None = None  # why the agent stored it as it did (delta, new reference, whole)
 
     @property
     def ratio(self) -> float | None:
@@ -56,6 +57,7 @@ class QueueRow:
             updated=float(item.get("updated") or 0.0),
             attempt=int(item.get("attempts") or 0),
             key=item.get("key"),
+            why=item.get("why"),
         )
 
 
@@ -153,6 +155,7 @@ class QueueModel:
             stored=data.get("stored_size"),
             cache_hit=data.get("cache_hit"),
             key=data.get("key"),
+            why=data.get("why"),
             error=None,
             updated=now,
             stage=None,

@@ -40,6 +40,7 @@ class DetailScreen(ItemScreen):
             "stored": row.stored,
             "ratio": row.ratio,
             "cache hit": row.cache_hit,
+            **({"why": row.why} if row.why else {}),
             "attempts": row.attempt,
             "error": row.error,
         }
@@ -56,6 +57,8 @@ class DetailScreen(ItemScreen):
             "ratio": record.get("ratio"),
             "SHA-256": record.get("sha256"),
             "modified": record.get("last_modified"),
+            **({"why": record["why"]} if record.get("why") else {}),
+            **({"reference": record["reference"]} if record.get("reference") else {}),
         }
         return cls(url, facts, last_in_space=last)
 
