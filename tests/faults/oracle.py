@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import boto3
+import botocore.exceptions
 
 from dgagent.engine import keys
 from dgagent.engine.metadata import Kind, parse_metadata
@@ -69,8 +70,15 @@ def check(
         assert ref_sha in (None, meta.ref_sha256), f"{obj.key}: its reference was replaced"
     if isinstance(store.storage, S3Storage):
         client = boto3.client("s3", endpoint_url=store.storage.options.endpoint_url)
-        open_uploads = client.list_multipart_uploads(Bucket=store.storage.bucket, Prefix=prefix)
-        assert not open_uploads.get("Uploads"), "multipart uploads left open"
+        try:
+            listed = client.list_multipart_uploads(Bucket=store.storage.bucket, Prefix=prefix)
+            open_uploads = listed.get("Uploads", [])
+        except botocore.exceptions.ClientError as exc:
+            # rclone serve s3 answers NoSuchUpload in a bucket that never had a multipart upload.
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise
+            open_uploads = []
+        assert not open_uploads, "multipart uploads left open"
     if index is not None:
         with sqlite3.connect(index) as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
