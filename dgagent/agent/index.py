@@ -16,7 +16,7 @@ import posixpath
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS files (
     error TEXT,
     updated REAL NOT NULL,
     why TEXT,
+    release_ns INTEGER,
     PRIMARY KEY (watch, path)
 );
 DROP INDEX IF EXISTS files_due;
@@ -84,6 +85,8 @@ class Row:
     updated: float
     why: str | None = None
     """Why the engine stored it as it did (``PutResult.why``)."""
+    release_ns: int | None = None
+    """The file's mtime when it was queued: its place in its DeltaSpace's release order."""
 
     def record(self) -> dict[str, Any]:
         ratio = (
@@ -131,7 +134,7 @@ class Index:
         """Bring an index written by an older version up to this schema (columns only grow)."""
         added = {
             # NULL ctime means unknown: each such file is hashed once by the next scan (plan()).
-            "files": ("ctime_ns INTEGER", "codec TEXT", "why TEXT"),
+            "files": ("ctime_ns INTEGER", "codec TEXT", "why TEXT", "release_ns INTEGER"),
             "transfers": ("codec TEXT", "why TEXT"),
         }
         for table, wanted in added.items():
@@ -260,8 +263,9 @@ class Index:
 
     # ----------------------------------------------------------- writes
 
-    def enqueue(self, watch: str, path: str, op: str) -> bool:
-        """Queue an operation on a file; False when the same one is already pending."""
+    def enqueue(self, watch: str, path: str, op: str, release_ns: int | None = None) -> bool:
+        """Queue an operation on a file; False when the same one is already pending.
+        ``release_ns`` (its mtime now) orders it among the files of its DeltaSpace."""
         now = time.time()
         with self._tx() as db:
             row = db.execute(
@@ -271,27 +275,32 @@ class Index:
                 return False
             if row is None:
                 db.execute(
-                    "INSERT INTO files (watch, path, state, op, updated) VALUES (?,?,?,?,?)",
-                    (watch, path, "queued", op, now),
+                    "INSERT INTO files (watch, path, state, op, updated, release_ns) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (watch, path, "queued", op, now, release_ns),
                 )
             else:
                 db.execute(
                     "UPDATE files SET state='queued', op=?, attempts=0, next_attempt=0, "
-                    "error=NULL, updated=? WHERE watch=? AND path=?",
-                    (op, now, watch, path),
+                    "error=NULL, updated=?, release_ns=? WHERE watch=? AND path=?",
+                    (op, now, release_ns, watch, path),
                 )
         return True
 
-    def claim(self, limit: int, skip: set[str]) -> list[Row]:
-        """Take due queued rows for work (not of the paused watches in ``skip``): at most one
-        per DeltaSpace (folder), none of a DeltaSpace with work in progress, and of each the
-        oldest in release order (mtime, then name), since whether a version becomes a new
-        reference depends on the one before it (engine/rotation.py)."""
+    def claim(
+        self, limit: int, skip: set[str], serial: Callable[[str], bool] = lambda _: True
+    ) -> list[Row]:
+        """Take due queued rows for work (not of the paused watches in ``skip``): of the paths
+        that ``serial`` says need it, at most one per DeltaSpace (folder), none of a DeltaSpace
+        with such work in progress, and of each the oldest in release order (mtime, then name),
+        since whether a version becomes a new reference depends on the one before it
+        (engine/rotation.py). Other paths (never deltas) are taken as they come."""
         now = time.time()
         with self._tx() as db:
             busy = {
                 (r["watch"], posixpath.dirname(r["path"]))
                 for r in db.execute("SELECT watch, path FROM files WHERE state='uploading'")
+                if serial(r["path"])
             }
             due = [
                 Row(**dict(r))
@@ -303,14 +312,19 @@ class Index:
                 if r["watch"] not in skip
             ]
             first: dict[tuple[str, str], Row] = {}
+            alone: list[Row] = []
             for row in due:
+                if not serial(row.path):
+                    alone.append(row)
+                    continue
                 space = (row.watch, posixpath.dirname(row.path))
                 held = first.get(space)
                 if space not in busy and (
-                    held is None or (row.mtime_ns or 0, row.path) < (held.mtime_ns or 0, held.path)
+                    held is None
+                    or (row.release_ns or 0, row.path) < (held.release_ns or 0, held.path)
                 ):
                     first[space] = row
-            rows = sorted(first.values(), key=due.index)[:limit]
+            rows = sorted([*first.values(), *alone], key=due.index)[:limit]
             for r in rows:
                 db.execute(
                     "UPDATE files SET state='uploading', updated=? WHERE watch=? AND path=?",

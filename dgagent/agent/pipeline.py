@@ -198,7 +198,7 @@ class Pipeline:
         except DgError as exc:
             log.warning("%s/%s: %s", watch.name, relative, exc)
             return False
-        if not op or not self.index.enqueue(watch.name, relative, op):
+        if not op or not self.index.enqueue(watch.name, relative, op, st.st_mtime_ns):
             return False
         self.bus.publish("file.queued", {"watch": watch.name, "path": relative, "size": st.st_size})
         return True

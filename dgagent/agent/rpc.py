@@ -21,7 +21,7 @@ from dgagent.cli.paths import folder_prefix, local_path_for
 from dgagent.engine import keys
 from dgagent.engine.store import DeltaStore, Entry
 from dgagent.errors import ConfigError
-from dgagent.storage import ObjectInfo, Prefix, list_buckets, parse_location
+from dgagent.storage import Prefix, list_buckets, parse_location
 
 if TYPE_CHECKING:
     from dgagent.agent.daemon import Agent
@@ -187,12 +187,13 @@ def handlers(agent: Agent) -> dict[str, Handler]:  # noqa: PLR0915 (one table of
         page = rows[offset : offset + limit]
         files = [r for r in page if isinstance(r, Entry)]
         detailed = {e.key: e for e in store.with_details(files)}
-        ref = store.storage.head(keys.reference_key(prefix.rstrip("/"))) if prefix else None
+        # Every reference of the folder, content-addressed ones included, each counted once.
+        refs = store.references(prefix.rstrip("/")) if prefix else []
         return {
             "url": f"{store.storage.url}/{prefix}",
             "prefixes": [r.key for r in page if isinstance(r, Prefix)],
             "files": [entry_record(detailed.get(e.key, e)) for e in files],
-            "reference_size": ref.size if isinstance(ref, ObjectInfo) else None,
+            "reference_size": sum(r.size for r in refs) if refs else None,
             "total": len(rows),
             "offset": offset,
         }

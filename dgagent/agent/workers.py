@@ -96,6 +96,13 @@ class Workers:
         self._unrecorded: list[tuple[Row, str]] = []
         """Failures the index could not take yet (its disk was full); recorded once it can."""
 
+    def _needs_order(self, path: str) -> bool:
+        """Whether this file must wait for the one before it in its DeltaSpace (all watches
+        share the engine's settings, so any target can tell)."""
+        for target in self.targets().values():
+            return target.store.needs_release_order(path)
+        return True
+
     @property
     def active(self) -> int:
         with self._lock:
@@ -138,7 +145,7 @@ class Workers:
                     return
             try:
                 self._record_later()
-                rows = self.index.claim(1, self.paused())
+                rows = self.index.claim(1, self.paused(), serial=self._needs_order)
             except IndexClosedError:
                 raise
             except Exception as exc:  # noqa: BLE001 (the index's disk is full: wait, do not die)

@@ -163,8 +163,8 @@ def make_plan(source: Source, dest: dict[str, Entry]) -> Plan:
 
 
 class Copier:
-    """Copies planned items into DST, first file of each DeltaSpace first (it becomes the
-    reference the others delta against), the rest in parallel."""
+    """Copies planned items into DST: the files of one DeltaSpace one at a time in release
+    order (transfer.in_release_order), DeltaSpaces in parallel."""
 
     def __init__(
         self,
@@ -186,7 +186,10 @@ class Copier:
 
     def run(self, items: list[Item]) -> None:
         groups = in_release_order(
-            items, key=lambda i: self.prefix + i.rel, mtime=lambda i: i.modified
+            items,
+            key=lambda i: self.prefix + i.rel,
+            mtime=lambda i: i.modified,
+            serial=self.dest.needs_release_order,
         )
 
         def in_order(group: list[Item]) -> None:

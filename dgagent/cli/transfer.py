@@ -126,7 +126,8 @@ def upload_all(
         for job in group:
             one(job)
 
-    _run(in_order, in_release_order(jobs, key=lambda j: j.key, mtime=_mtime))
+    serial = store.needs_release_order
+    _run(in_order, in_release_order(jobs, key=lambda j: j.key, mtime=_mtime, serial=serial))
     return outcome
 
 
@@ -138,19 +139,28 @@ def _mtime(job: Upload) -> float:
 
 
 def in_release_order(
-    items: list[T], *, key: Callable[[T], str], mtime: Callable[[T], float]
+    items: list[T],
+    *,
+    key: Callable[[T], str],
+    mtime: Callable[[T], float],
+    serial: Callable[[str], bool],
 ) -> list[list[T]]:
-    """Items grouped by DeltaSpace, each group in release order (mtime, then name).
+    """Items grouped by DeltaSpace, each group in release order (mtime, then name); an item
+    whose key does not need that order (``serial`` false: it is never a delta) on its own.
 
     A group is stored one file at a time: whether a version becomes a new reference depends on
     the one before it (engine/rotation.py), and the first one becomes the reference the others
     delta against instead of racing to create it. Groups go in parallel.
     """
     groups: dict[str, list[T]] = {}
+    alone: list[list[T]] = []
     for item in sorted(items, key=lambda i: (mtime(i), key(i))):
-        groups.setdefault(keys.deltaspace_of(key(item)), []).append(item)
+        if serial(key(item)):
+            groups.setdefault(keys.deltaspace_of(key(item)), []).append(item)
+        else:
+            alone.append([item])
     # The largest groups first, so that one long DeltaSpace does not start last.
-    return sorted(groups.values(), key=len, reverse=True)
+    return sorted(groups.values(), key=len, reverse=True) + alone
 
 
 def download_all(

@@ -180,6 +180,12 @@ class DeltaStore(Catalog):
         )
         return result
 
+    def needs_release_order(self, key: str) -> bool:
+        """Whether storing ``key`` may depend on the file stored before it in its DeltaSpace
+        (it may become, or be a delta against, a reference): then the files of a DeltaSpace
+        go one at a time, in release order. Files that are never deltas need not wait."""
+        return keys.is_delta_eligible(posixpath.basename(key), self.settings.delta_extensions)
+
     def _settle_name(
         self,
         result: PutResult,

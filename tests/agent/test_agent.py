@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from dgagent.agent.client import AgentClient
-from dgagent.engine.store import DeltaStore
+from dgagent.engine.store import DeltaStore, Entry
 from dgagent.settings import EngineSettings
 from dgagent.storage import LocalStorage, S3Options, S3Storage, Storage
 from tests import artifacts
@@ -475,3 +475,34 @@ def test_a_reconcile_of_unchanged_files_makes_no_s3_request(
     assert after["requests"]["total"] == before
     assert after["done"] == 300
     assert all(w["last_scan"] for w in after["watches"])
+
+
+def test_the_agent_stores_a_release_series_as_sync_does(
+    agent: AgentProc, s3_watch: tuple[Path, DeltaStore], tmp_path: Path, bucket: str
+) -> None:
+    """Reference rotation depends on the order: the agent, with several workers and a folder
+    of versions found all at once, stores them one at a time in release order, so it makes the
+    same decisions (delta, new reference) as a cold sync of the same files."""
+    from tests.engine.test_rotation import drifting_series  # noqa: PLC0415 (shared generator)
+
+    folder, store = s3_watch
+    series = drifting_series(tmp_path / "series", 12)
+    for n, path in enumerate(series):  # mtimes in release order, names not (1.10 < 1.2)
+        os.utime(path, (1_700_000_000 + 60 * n, 1_700_000_000 + 60 * n))
+    agent.cli("sync", str(tmp_path / "series"), f"s3://{bucket}/synced/")
+    for path in series:
+        target = folder / path.name
+        target.write_bytes(path.read_bytes())
+        os.utime(target, (path.stat().st_mtime, path.stat().st_mtime))
+    agent.start()
+    status = agent.wait_idle()
+    assert status["done"] == len(series) and status["failed"] == 0
+
+    def whys(prefix: str) -> dict[str, str | None]:
+        entries = store.list_files(prefix, recursive=True)
+        return {e.key[len(prefix) :]: e.why for e in entries if isinstance(e, Entry)}
+
+    synced, watched = whys("synced/"), whys("rel/")
+    assert watched == synced
+    assert sum(1 for w in watched.values() if (w or "").startswith("new reference")) >= 2
+    assert_mirrored(store, folder, "rel/", tmp_path)

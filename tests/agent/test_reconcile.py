@@ -60,3 +60,27 @@ def test_an_index_from_before_ctime_is_upgraded_and_rehashed(tmp_path: Path) -> 
     assert differs(path.stat(), row)  # unknown ctime: look closer once
     index.close()
     Index(db_path).close()  # a second open finds the column and changes nothing
+
+
+def test_claim_takes_one_file_per_deltaspace_in_release_order(tmp_path: Path) -> None:
+    """Whether a version becomes a new reference depends on the one before it: the files of a
+    folder go one at a time, oldest mtime first (not name order: 1.10 sorts before 1.9)."""
+    index = Index(tmp_path / "index.db")
+    for n, name in enumerate(["app-1.10.zip", "app-1.9.zip", "app-1.8.zip"]):
+        index.enqueue("w", f"rel/{name}", "put", release_ns=3_000 - n * 1_000)
+    index.enqueue("w", "other/lib-1.0.zip", "put", release_ns=5_000)
+    index.enqueue("w", "rel/notes.txt", "put", release_ns=9_000)
+    zips = lambda path: path.endswith(".zip")  # noqa: E731 (the engine's rule, in small)
+
+    first = index.claim(5, set(), serial=zips)
+    assert sorted(r.path for r in first) == [
+        "other/lib-1.0.zip",
+        "rel/app-1.8.zip",
+        "rel/notes.txt",
+    ]
+    assert index.claim(5, set(), serial=zips) == []  # rel/ and other/ are busy
+    index.stored("w", "rel/app-1.8.zip", size=1)
+    assert [r.path for r in index.claim(5, set(), serial=zips)] == ["rel/app-1.9.zip"]
+    index.stored("w", "rel/app-1.9.zip", size=1)
+    assert [r.path for r in index.claim(5, set(), serial=zips)] == ["rel/app-1.10.zip"]
+    index.close()
