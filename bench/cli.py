@@ -4,11 +4,15 @@ python -m bench                      # the corpus at --corpus, else the syntheti
 python -m bench --corpus /tmp/corpus # a folder of family folders (what fetch.sh fills)
 python -m bench --fetch              # run ../shared/corpus/fetch.sh into the cache dir first
 python -m bench --quick              # ~3 minutes: fewer versions, files and idle seconds
+python -m bench --series botocore    # also 40 botocore wheels in a row (bench/long_series.sh)
+python -m bench --series-dir DIR --skip size --skip speed --skip overhead --skip agent
+                                     # the long-series section alone, on a folder of versions
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -18,12 +22,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import agent, corpus, machine, overhead, report, sizes, speed, targets
+from bench import agent, corpus, machine, overhead, report, series, sizes, speed, targets
 from bench.context import Context
 from bench.servers import S3Server
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("size", "speed", "overhead", "agent")
+SECTIONS = ("size", "speed", "overhead", "agent", "series")
+ON_S3 = ("size", "speed", "overhead", "agent")
+"""The sections that measure the corpus families on the S3 server."""
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -36,6 +42,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=Path.home() / ".cache" / "dg-agent-bench" / "corpus",
         help="where --fetch keeps the corpus (default: %(default)s)",
     )
+    p.add_argument(
+        "--series",
+        metavar="PACKAGE",
+        help="run long_series.sh for PACKAGE's wheels into --series-cache and measure them",
+    )
+    p.add_argument("--series-count", type=int, default=40, help="wheels for --series (%(default)s)")
+    p.add_argument(
+        "--series-cache",
+        type=Path,
+        default=Path.home() / ".cache" / "dg-agent-bench" / "series",
+        help="where --series keeps its wheels (default: %(default)s)",
+    )
+    p.add_argument("--series-dir", type=Path, help="a folder of versions of one artifact")
     p.add_argument("--quick", action="store_true", help="a ~3 minute run (the table says so)")
     p.add_argument("--runs", type=int, help="runs per timing (default 3)")
     p.add_argument("--skip", action="append", choices=SECTIONS, default=[], help="skip a section")
@@ -63,6 +82,30 @@ def _families(args: argparse.Namespace, work: Path) -> tuple[list[corpus.Family]
     return fams, f"synthetic ({versions} versions per family, ~{size / 1e6:g} MB of content)"
 
 
+def _measure_on_s3(
+    args: argparse.Namespace, ctx: Context, results: dict[str, Any], log: series.Log
+) -> None:
+    if "speed" not in args.skip or "size" not in args.skip:
+        measured = speed.measure(ctx, log)
+        results["speed"] = {k: v.medians() for k, v in measured.items()}
+        if "size" not in args.skip:
+            results["sizes"] = sizes.as_json(sizes.measure(ctx, measured, log))
+    if "overhead" not in args.skip:
+        results["overhead"] = overhead.measure(ctx, log)
+    if "agent" not in args.skip:
+        results["agent"] = agent.measure(ctx, log)
+
+
+def _series(args: argparse.Namespace, work: Path, log: series.Log) -> dict[str, Any]:
+    if args.series_dir:
+        folder = args.series_dir.resolve()
+    elif args.series:
+        folder = series.fetch(args.series, args.series_count, args.series_cache)
+    else:
+        return series.skipped("no --series PACKAGE or --series-dir DIR was given")
+    return series.measure(folder, work, log)
+
+
 def write_docs(path: Path, table: str) -> None:
     """Rewrite the docs page with ``table``, keeping its hand-written notes."""
     previous = path.read_text() if path.exists() else ""
@@ -84,8 +127,11 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="dg-bench-"))
     results: dict[str, Any] = {"machine": machine.describe()}
+    on_s3 = [s for s in ON_S3 if s not in args.skip]
     try:
-        families, described = _families(args, work)
+        # The families (and the S3 server) only for the sections that use them, so that the
+        # long-series section alone starts neither.
+        families, described = _families(args, work) if on_s3 else ([], "none")
         runs = args.runs or 3
         results["settings"] = {
             "corpus": described,
@@ -94,17 +140,11 @@ def main(argv: list[str] | None = None) -> int:
             "families": {f.name: [p.name for p in f.files] for f in families},
         }
         log(f"{len(families)} families; work dir {work}")
-        with S3Server() as s3:
-            ctx = Context(work, s3, families, runs, args.quick)
-            if "speed" not in args.skip or "size" not in args.skip:
-                measured = speed.measure(ctx, log)
-                results["speed"] = {k: v.medians() for k, v in measured.items()}
-                if "size" not in args.skip:
-                    results["sizes"] = sizes.as_json(sizes.measure(ctx, measured, log))
-            if "overhead" not in args.skip:
-                results["overhead"] = overhead.measure(ctx, log)
-            if "agent" not in args.skip:
-                results["agent"] = agent.measure(ctx, log)
+        with S3Server() if on_s3 else contextlib.nullcontext() as s3:
+            if s3 is not None:
+                _measure_on_s3(args, Context(work, s3, families, runs, args.quick), results, log)
+        if "series" not in args.skip:
+            results["series"] = _series(args, work / "series", log)
         results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         results["targets"] = targets.judge(results)
         results["seconds"] = time.monotonic() - started

@@ -143,6 +143,58 @@ def agent_table(agent: dict[str, Any]) -> list[str]:
     ]
 
 
+SERIES_ROWS = (
+    ("single", "`single` policy (one sticky reference, as DeltaGlider): cold `dg-agent sync`"),
+    ("rotate", "`rotate` policy (the default): cold `dg-agent sync`"),
+    ("simulated single", "simulation of `single`: xdelta3 + `rotation.decide`, no store"),
+    ("simulated rotate", "simulation of `rotate`: xdelta3 + `rotation.decide`, no store"),
+    ("chain", "chain: each version against the previous one (not DeltaGlider-readable)"),
+)
+
+
+def series_table(series: dict[str, Any]) -> list[str]:
+    if "skipped" in series:
+        return ["| long release series | |", "|---|---|", f"| skipped | {series['skipped']} |"]
+    rows, n, original = series["rows"], len(series["files"]), series["original"]
+    out = [
+        f"| {series['name']}: {n} versions, {_mb(original)} MB, in release order "
+        "| stored MB | stored / original | stored whole | references | encodes (decodes) "
+        "| wall s (CPU s) | measured / predicted |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, label in SERIES_ROWS:
+        r = rows.get(key)
+        if r is None:
+            continue
+        sim = rows.get(f"simulated {key}")
+        encodes = f"{r['encodes']}" + ("" if r["decodes"] is None else f" ({r['decodes']})")
+        wall = _s(r["seconds"]) + ("" if r["cpu_seconds"] is None else f" ({_s(r['cpu_seconds'])})")
+        out.append(
+            f"| {label} | {_mb(r['stored'])} | {r['stored'] / original:.3f} | {r['whole']} "
+            f"| {r['references']} | {encodes} | {wall} "
+            f"| {_x(r['stored'], sim['stored']) if sim else '-'} |"
+        )
+    back = series["read_back"]
+    verdict = (
+        f"all {back['files']} bit-exact"
+        if not back["failures"]
+        else f"**{len(back['failures'])} of {back['files']} failed**: "
+        + ", ".join(back["failures"][:5])
+    )
+    out.append(
+        f"| read back: `dg-agent verify -r` of the rotate store, empty cache | {verdict} "
+        f"| | | | | {_s(back['seconds'])} | |"
+    )
+    refs = [
+        f"{key} at v{', v'.join(str(i) for i in rows[key]['reference_versions'])}"
+        for key in ("rotate", "simulated rotate")
+        if key in rows
+    ]
+    if refs:
+        out += ["", "References (v0 is the oldest): " + "; ".join(refs) + "."]
+    return out
+
+
 def targets_table(targets: list[dict[str, Any]]) -> list[str]:
     rows = ["| target | met | measured |", "|---|---|---|"]
     for t in targets:
@@ -173,19 +225,22 @@ def _load(m: dict[str, Any]) -> str:
 
 def markdown(results: dict[str, Any]) -> str:
     runs = results["settings"]["runs"]
-    parts = [
-        f"Corpus: {results['settings']['corpus']}; "
-        f"{'**quick** mode' if results['settings']['quick'] else 'full mode'}; "
-        f"{runs} runs per timing; S3 is moto_server on 127.0.0.1.",
-        "",
-        f"Machine: {machine_line(results['machine'])}.",
-    ]
+    if results["settings"]["families"]:
+        scope = (
+            f"Corpus: {results['settings']['corpus']}; "
+            f"{'**quick** mode' if results['settings']['quick'] else 'full mode'}; "
+            f"{runs} runs per timing; S3 is moto_server on 127.0.0.1."
+        )
+    else:
+        scope = "Only the long-release-series section ran (into local `file://` stores)."
+    parts = [scope, "", f"Machine: {machine_line(results['machine'])}."]
     sections: list[tuple[str, Callable[[Any], list[str]], str]] = [
         ("Size", sizes_table, "sizes"),
         ("Sync speed", lambda s: sync_table(s, runs), "speed"),
         ("Restore speed", lambda s: restore_table(s, runs), "speed"),
         ("Engine overhead", overhead_table, "overhead"),
         ("Agent", agent_table, "agent"),
+        ("Long release series", series_table, "series"),
         ("Targets", targets_table, "targets"),
     ]
     for title, fn, key in sections:
@@ -210,6 +265,7 @@ run, not absolute seconds across runs. Benchmarks are not tests: nothing fails o
 .venv/bin/python -m bench --corpus DIR    # a folder of family folders of successive versions
 .venv/bin/python -m bench                 # the built-in synthetic release series (no network)
 .venv/bin/python -m bench --quick         # about 3 minutes: less of everything, marked as such
+.venv/bin/python -m bench --series botocore  # also a long real release series (40 wheels)
 ```
 
 `--fetch` runs `bench/fetch_corpus.sh` (pinned botocore wheels and typescript npm tarballs, and
@@ -219,6 +275,13 @@ The benchmark needs the test extras (`pip install -e '.[test]'`: moto[server], d
 `bench/results/latest.json` and rewrites this page. A full run on the real corpus takes 5 to 9
 minutes on 2 cores (more on a busy machine); `--quick` (about 3 minutes) uses 3 versions per
 family, 1,000 agent files and a 20 s idle window.
+
+`--series PACKAGE` runs `bench/long_series.sh` (`--series-count` consecutive wheels of a PyPI
+package, 40 by default, ~650 MB for botocore) into `~/.cache/dg-agent-bench/series/PACKAGE`;
+`--series-dir DIR` takes any folder of versions of one artifact, in release order by mtime, then
+name. Without either, the long-series section says it was skipped. Alone, it takes 5 to 10 minutes
+on 40 botocore wheels: `python -m bench --series-dir DIR --skip size --skip speed --skip overhead
+--skip agent --no-docs --json bench/results/series-NAME.json`.
 
 ## What the numbers mean
 
@@ -244,6 +307,19 @@ family, 1,000 agent files and a 20 s idle window.
   includes the settle window (a file is stored once it stops changing). Reconcile: a `rescan`
   of every watched file when nothing changed, and the S3 requests it made (from `status`).
   Idle: resident memory and CPU time of the agent process over a quiet window.
+- **Long release series**: the stored bytes of each reference policy on one long series, in
+  release order. `single` (one reference per folder, DeltaGlider's behaviour) and `rotate` (a new
+  reference once the deltas have drifted, engine/rotation.py) are each a cold `dg-agent sync
+  --reference-policy P` into a local `file://` store with an empty cache: object bytes (not the
+  metadata sidecars), versions stored whole, references, and the `xdelta3` encodes and decodes
+  the process ran. The simulations apply the same rule (`rotation.decide`, same codec and
+  settings) to xdelta3 encodes made directly, with no store: whole references plus deltas, and
+  *measured / predicted* compares a policy's store with its simulation (each reference also
+  costs a zero-diff delta of a few hundred bytes the simulation leaves out). The chain (each
+  version against the previous one) is the bound of a store whose deltas may chain, which
+  DeltaGlider cannot read. The simulations' encode seconds are summed per strategy. Read back:
+  `dg-agent verify -r` of the rotate store with an empty cache, each SHA-256 compared with the
+  source file's.
 
 ## Latest run
 

@@ -70,4 +70,20 @@ def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
             i["cpu_percent"] <= 1.0,
             f"{i['cpu_percent']:.2f} %",
         )
+    series = results.get("series", {})
+    if "rows" in series:
+        rows, name = series["rows"], series["name"]
+        for policy in ("rotate", "single"):
+            ours, predicted = rows[policy]["stored"], rows[f"simulated {policy}"]["stored"]
+            add(
+                f"{name} series, {policy}: stored ≤ 1.1x the simulation of its rule",
+                ours <= 1.1 * predicted,
+                f"{ours:,} vs {predicted:,} B ({ours / predicted:.3f}x)",
+            )
+        back = series["read_back"]
+        add(
+            f"{name} series: every file of the rotate store read back bit-exact (cold)",
+            not back["failures"],
+            f"{back['exact']}/{back['files']}",
+        )
     return out

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import doctest
+import json
+import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 import bench.report
+import bench.series
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,3 +38,51 @@ def test_render_rewrites_the_tables_and_keeps_the_notes(tmp_path: Path) -> None:
     assert "| stale | table |" not in page and "### Targets" in page
     assert page.endswith(bench.report.NOTES + "\nkept by hand\n")
     assert done.stdout.strip() in page  # the same tables as printed
+
+
+def _drifting_series(folder: Path, versions: int = 7, size: int = 64 * 1024) -> None:
+    """Each version rewrites one more 8 KiB block, so a delta against v0 grows by 8 KiB a version
+    and passes the 0.5 max ratio at v4: ``single`` then stores whole files, ``rotate`` does not."""
+    folder.mkdir()
+    rng = random.Random(3)
+    data = bytearray(rng.randbytes(size))
+    for i in range(versions):
+        if i:
+            data[i * 8192 : (i + 1) * 8192] = rng.randbytes(8192)
+        path = folder / f"app-1.{i}.0.tar"
+        path.write_bytes(bytes(data))
+        os.utime(path, (1_700_000_000 + 60 * i, 1_700_000_000 + 60 * i))
+
+
+def test_series_section_alone_on_a_tiny_series(tmp_path: Path) -> None:
+    _drifting_series(tmp_path / "app")
+    out = tmp_path / "series.json"
+    argv = [sys.executable, "-m", "bench", "--series-dir", str(tmp_path / "app"), "--no-docs"]
+    argv += ["--json", str(out)] + [f"--skip={s}" for s in ("size", "speed", "overhead", "agent")]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    series = json.loads(out.read_text())["series"]
+    rows = series["rows"]
+    assert series["files"] == [f"app-1.{i}.0.tar" for i in range(7)]
+    assert series["read_back"] == {**series["read_back"], "exact": 7, "failures": []}
+    assert rows["single"]["whole"] > 0 and rows["single"]["references"] == 1
+    assert rows["rotate"]["whole"] == 0 and rows["rotate"]["references"] >= 2
+    for policy in ("single", "rotate"):
+        simulated = rows[f"simulated {policy}"]
+        assert rows[policy]["reference_versions"] == simulated["reference_versions"]
+        assert simulated["stored"] <= rows[policy]["stored"] <= 1.1 * simulated["stored"]
+    assert rows["chain"]["stored"] < rows["rotate"]["stored"] < rows["single"]["stored"]
+    assert "### Long release series" in done.stdout and "all 7 bit-exact" in done.stdout
+
+
+def test_series_section_says_when_it_was_skipped() -> None:
+    page = bench.report.markdown(
+        {
+            "settings": {"runs": 1, "corpus": "none", "quick": False, "families": {}},
+            "machine": json.loads((ROOT / "bench" / "results" / "latest.json").read_text())[
+                "machine"
+            ],
+            "series": bench.series.skipped("no --series PACKAGE or --series-dir DIR was given"),
+        }
+    )
+    assert "### Long release series" in page and "| skipped | no --series" in page
