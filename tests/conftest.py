@@ -23,6 +23,7 @@ from dgagent.engine.cache import ReferenceCache
 from dgagent.engine.store import DeltaStore
 from dgagent.settings import EngineSettings
 from dgagent.storage import LocalStorage, S3Options, S3Storage, Storage
+from tests.faults.proxy import FaultProxy
 from tests.servers import start_rclone, start_seaweedfs, stop
 
 BIN = Path(sys.executable).parent
@@ -105,6 +106,17 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "DG_REFERENCE_POLICY",
     ):
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def proxy(s3_endpoint: str) -> Iterator[FaultProxy]:
+    """A fault-injecting (and request-counting) proxy in front of the session's S3 emulator."""
+    fault = FaultProxy(upstream_port=int(s3_endpoint.rsplit(":", 1)[1]))
+    fault.start()
+    try:
+        yield fault
+    finally:
+        fault.stop()
 
 
 @pytest.fixture

@@ -81,11 +81,65 @@ class Entry:
         return self.meta.ref_key
 
     @property
+    def stored_as(self) -> str | None:
+        """What its stored size (and ratio) is: ``delta`` (its own delta against a reference),
+        ``new reference`` (it became its DeltaSpace's reference: its delta is nearly empty and
+        its bytes are the reference's), or ``whole``; None when the metadata was not read."""
+        if self.meta is None:
+            return None
+        if self.meta.kind is not Kind.DELTA:
+            return "whole"
+        same = self.meta.ref_sha256 is not None and self.meta.ref_sha256 == self.meta.file_sha256
+        return "new reference" if same else "delta"
+
+    @property
     def codec(self) -> str | None:
         """``compat`` or ``archive-v1`` for a delta whose metadata was read, else None."""
         if self.meta is None or self.meta.kind is not Kind.DELTA:
             return None
         return self.meta.codec or COMPAT
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The one definition of what a set of files saved, used by ``ls --summarize``, ``stats``,
+    the socket API and dg-tui.
+
+    ``stored_bytes`` is what the store holds for them: each file's delta or whole object, and
+    every reference of their DeltaSpaces, each counted once (for a recursive listing: every
+    object under the prefix, so it equals the bucket's own count). ``saved_bytes`` is
+    ``original_bytes - stored_bytes``.
+    """
+
+    files: int = 0
+    original_bytes: int = 0
+    stored_bytes: int = 0
+
+    @property
+    def saved_bytes(self) -> int:
+        return self.original_bytes - self.stored_bytes
+
+    @property
+    def saved_percent(self) -> float:
+        if not self.original_bytes:
+            return 0.0
+        return round(100 * self.saved_bytes / self.original_bytes, 2)
+
+    def __add__(self, other: Summary) -> Summary:
+        return Summary(
+            self.files + other.files,
+            self.original_bytes + other.original_bytes,
+            self.stored_bytes + other.stored_bytes,
+        )
+
+    def record(self) -> dict[str, int | float]:
+        return {
+            "files": self.files,
+            "original_bytes": self.original_bytes,
+            "stored_bytes": self.stored_bytes,
+            "saved_bytes": self.saved_bytes,
+            "saved_percent": self.saved_percent,
+        }
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,10 @@ from urllib.parse import unquote
 
 from dgagent.engine import archive, keys, rotation
 from dgagent.engine.cache import ReferenceCache
-from dgagent.engine.catalog import Catalog
+from dgagent.engine.catalog import Catalog, reference_sha256
 from dgagent.engine.codec import Xdelta3, looks_compressed
 from dgagent.engine.expanded import ExpandedReferences
+from dgagent.engine.metacache import METADATA_FILE, MetadataCache
 from dgagent.engine.metadata import (
     ZLIB_KEY,
     Kind,
@@ -81,7 +82,7 @@ class DeltaStore(Catalog):
         cache: ReferenceCache | None = None,
         codec: Xdelta3 | None = None,
     ) -> None:
-        super().__init__(storage)
+        super().__init__(storage, metadata=MetadataCache(settings.cache_dir / METADATA_FILE))
         self.settings = settings
         self.cache = cache or ReferenceCache(settings.cache_dir, max_bytes=settings.cache_max_bytes)
         self.codec = codec or Xdelta3(
@@ -561,14 +562,11 @@ class DeltaStore(Catalog):
         if not deltas:
             return None
         newest = max(deltas, key=lambda o: (o.last_modified, o.key))
-        info = self.storage.head(newest.key)
-        if info is None:
-            return None
-        meta = parse_metadata(newest.key, info.metadata or {})
-        if meta.kind is not Kind.DELTA or not is_sha256(meta.ref_sha256):
+        meta = self.read_metadata([newest]).get(newest.key)  # the metadata cache, else a HEAD
+        if meta is None or meta.kind is not Kind.DELTA or not is_sha256(meta.ref_sha256):
             return None
         try:
-            ref_key = self.reference_keys_of(info, meta)[0]
+            ref_key = self.reference_keys_of(newest, meta)[0]
         except IntegrityError:
             return None
         ref_sha = str(meta.ref_sha256)
@@ -780,60 +778,85 @@ class DeltaStore(Catalog):
         except IntegrityError as exc:
             raise mismatch from exc
 
-    def _delete_reference(self, ref: ObjectInfo, space: str, removed: set[str]) -> None:
-        """Delete a reference no delta needs, holding a verified copy until the DeltaSpace has
-        been listed once more.
+    def _delete_references(self, refs: list[ObjectInfo], removed: set[str]) -> None:
+        """Delete references no delta needs, holding a verified copy of each until their
+        DeltaSpaces have been listed once more.
 
-        Another machine may have stored a delta against it between our last listing and the
+        Another machine may have stored a delta against one between our last listing and the
         delete; its own check (``_reference_still_there``) ran before the delete and passed. That
         delta shows in the listing after the delete, and then the reference goes back.
         """
-        ref_key = ref.key
-        known = keys.addressed_sha256(ref_key)
-        if known is None:
-            recorded = parse_metadata(ref_key, ref.metadata or {}).file_sha256
-            known = recorded if is_sha256(recorded) else None
         with contextlib.ExitStack() as stack:
             work = stack.enter_context(self._workdir())
-            try:
-                copy = stack.enter_context(self._reference(ref_key, known, work))
-            except IntegrityError as exc:
-                log.warning("%s; deleting it without a copy", exc)  # it rebuilds nothing anyway
-                self.storage.delete(ref_key)
-                return
-            self.storage.delete(ref_key)
-            if not self._reference_needed(ref, space, removed):
-                return
-            log.warning(
-                "%s: another writer stored a delta against it while it was being deleted; "
-                "putting it back",
-                self.url(ref_key),
-            )
-            meta = ref.metadata or reference_metadata(
-                keys.REFERENCE_NAME, copy.sha256, copy.path.stat().st_size
-            )
-            try:
-                self.storage.upload(ref_key, copy.path, meta, create_only=True)
-            except PreconditionFailedError:
-                pass  # someone put it back already
-            except StorageError as exc:
-                raise StorageError(
-                    f"{self.url(ref_key)} was deleted while another writer stored a delta "
-                    f"against it, and putting it back failed ({exc}); the deltas stored in that "
-                    "DeltaSpace since cannot be rebuilt: store those files again from their "
-                    "source (dg-agent cp FILE URL)"
-                ) from exc
+            copies: dict[str, _Ref] = {}
+            for ref in refs:
+                known = reference_sha256(ref)
+                try:
+                    copies[ref.key] = stack.enter_context(self._reference(ref.key, known, work))
+                except IntegrityError as exc:
+                    log.warning("%s; deleting it without a copy", exc)  # it rebuilds nothing
+            self._delete_objects([ref.key for ref in refs])
+            for ref in self._needed_after_delete(refs, removed):
+                copy = copies.get(ref.key)
+                if copy is not None:
+                    self._put_back(ref, copy)
+
+    def _put_back(self, ref: ObjectInfo, copy: _Ref) -> None:
+        log.warning(
+            "%s: another writer stored a delta against it while it was being deleted; "
+            "putting it back",
+            self.url(ref.key),
+        )
+        meta = ref.metadata or reference_metadata(
+            keys.REFERENCE_NAME, copy.sha256, copy.path.stat().st_size
+        )
+        try:
+            self.storage.upload(ref.key, copy.path, meta, create_only=True)
+        except PreconditionFailedError:
+            pass  # someone put it back already
+        except StorageError as exc:
+            raise StorageError(
+                f"{self.url(ref.key)} was deleted while another writer stored a delta "
+                f"against it, and putting it back failed ({exc}); the deltas stored in that "
+                "DeltaSpace since cannot be rebuilt: store those files again from their "
+                "source (dg-agent cp FILE URL)"
+            ) from exc
 
     # ---------------------------------------------------------------- get
 
     def get(
-        self, key: str, dest: Path, *, progress: Progress | None = None, fresh: bool = False
+        self,
+        key: str,
+        dest: Path,
+        *,
+        progress: Progress | None = None,
+        fresh: bool = False,
+        listed: Entry | None = None,
     ) -> GetResult:
         """Rebuild logical ``key`` into ``dest``; ``dest`` appears only when the SHA-256 matches.
 
         ``fresh`` reads the reference from the store instead of the cache (to check the store).
+        ``listed``: the file as a listing with details found it, which saves a HEAD; should
+        it have changed since, the check fails and the file is read once more from a HEAD.
         """
+        if listed is not None and listed.meta is not None:
+            try:
+                return self._get(listed.info, listed.meta, dest, progress=progress, fresh=fresh)
+            except (IntegrityError, NotFoundError):
+                log.debug("%s changed since it was listed; reading it again", key)
         obj, meta = self.resolve(key)
+        return self._get(obj, meta, dest, progress=progress, fresh=fresh)
+
+    def _get(
+        self,
+        obj: ObjectInfo,
+        meta: StoredMeta,
+        dest: Path,
+        *,
+        progress: Progress | None,
+        fresh: bool,
+    ) -> GetResult:
+        key = keys.logical_key(obj.key)
         hit: bool | None = None
         with atomic_output(dest) as tmp:
             if meta.kind is Kind.DELTA:
@@ -923,11 +946,11 @@ class DeltaStore(Catalog):
                     ) from exc
                 return ref.hit
 
-    def verify(self, key: str) -> GetResult:
+    def verify(self, key: str, *, listed: Entry | None = None) -> GetResult:
         """Rebuild from what is stored (the reference too, not the cache) and check the SHA-256;
-        raises IntegrityError on a mismatch."""
+        raises IntegrityError on a mismatch. ``listed`` as for ``get``."""
         with self._workdir() as work:
-            return self.get(key, work / "verify.out", fresh=True)
+            return self.get(key, work / "verify.out", fresh=True, listed=listed)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The one small interface every store implements: S3 through boto3, and a local directory.
 
-The engine only ever needs six things from a store: read an object's metadata, list a prefix,
-stream an object into a file, upload a file (optionally only if the key is still absent), delete,
-and say what it is. Keys are '/'-separated strings relative to the store's root (the bucket).
+The engine only ever needs a few things from a store: read an object's metadata, list a prefix,
+stream an object into a file, upload a file (optionally only if the key is still absent), delete
+(one key or many), and say what it is. Keys are '/'-separated strings relative to the store's
+root (the bucket).
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ class Storage(Protocol):
         """The store's root as a URL, e.g. ``s3://bucket`` or ``file:///``; for messages."""
         ...
 
+    @property
+    def cache_scope(self) -> str | None:
+        """This store's name in the metadata cache (engine/metacache.py), where a HEAD is a
+        request worth saving and a listing's ETag identifies an object's version (S3: the
+        endpoint and bucket); None where reading metadata is a local file read."""
+        ...
+
     def honours_create_only(self, size: int) -> bool:
         """True when ``upload(create_only=True)`` of a file of ``size`` bytes is enforced
         atomically by the store (an S3 server may accept ``If-None-Match`` and ignore it)."""
@@ -83,6 +91,11 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the object; a missing key is not an error."""
+        ...
+
+    def delete_many(self, keys: list[str]) -> None:
+        """Remove these objects, in as few requests as the store allows; missing keys are not
+        an error. StorageError names the keys that could not be deleted."""
         ...
 
 

@@ -37,6 +37,10 @@ CHUNK = 1024 * 1024
 class LocalStorage:
     """Objects as files under ``root``; see the module docstring for the layout."""
 
+    @property
+    def cache_scope(self) -> None:
+        return None  # reading a sidecar costs no request
+
     def honours_create_only(self, size: int) -> bool:
         return True  # a hard link is refused by the kernel when the name exists
 
@@ -249,6 +253,10 @@ class LocalStorage:
             out.flush()
             os.fsync(out.fileno())
         return Path(name)
+
+    def delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            self.delete(key)
 
     def delete(self, key: str) -> None:
         path = self._path(key)

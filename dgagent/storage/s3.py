@@ -54,6 +54,10 @@ MAX_PARTS = 10_000
 MAX_PUT = 5 * 1024 * MIB
 """The largest object one PutObject may carry."""
 CHUNK = MIB
+DELETE_BATCH = 1000
+"""Keys per DeleteObjects request (S3's limit)."""
+UNSUPPORTED = ("NotImplemented", "501", "MethodNotAllowed", "405")
+"""Error codes of a server that does not implement a request."""
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,7 @@ class S3Storage:
         """``requests``: API calls made through this client, by operation (retries included);
         shared with every S3Storage on the same shared client."""
         self._bucket_seen = False
+        self._single_deletes = False
         self._writes: ConditionalWrites | None = None
         self._writes_lock = threading.Lock()
 
@@ -208,6 +213,10 @@ class S3Storage:
             "(<folder>/.dg/refs/<sha256>/reference.bin), which deltaglider_proxy cannot read",
         )
         return known
+
+    @property
+    def cache_scope(self) -> str:
+        return f"{self.client.meta.endpoint_url} {self.bucket}"
 
     def honours_create_only(self, size: int) -> bool:
         """Whether ``upload(create_only=True)`` of a file this size is enforced by the server."""
@@ -449,6 +458,43 @@ class S3Storage:
             self.client.delete_object(Bucket=self.bucket, Key=key)
         except S3_ERRORS as exc:
             raise translate(exc, self._what(key)) from exc
+
+    def delete_many(self, keys: list[str]) -> None:
+        """DeleteObjects, 1,000 keys a request (S3's limit); one DeleteObject each on a server
+        that does not implement it."""
+        failed: list[str] = []
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start : start + DELETE_BATCH]
+            if len(batch) == 1 or self._single_deletes:
+                for key in batch:
+                    self.delete(key)
+                continue
+            try:
+                r = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                )
+            except botocore.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in UNSUPPORTED:
+                    raise translate(exc, self._what(batch[0])) from exc
+                log.info("%s: no DeleteObjects here; deleting one key at a time", self.url)
+                self._single_deletes = True
+                for key in batch:
+                    self.delete(key)
+                continue
+            except S3_ERRORS as exc:
+                raise translate(exc, self._what(batch[0])) from exc
+            failed += [
+                f"{e.get('Key')} ({e.get('Code')}: {e.get('Message')})"
+                for e in r.get("Errors", [])
+                if e.get("Code") not in ("NoSuchKey", "404")
+            ]
+        if failed:
+            raise StorageError(
+                f"{self.url}: {len(failed)} of {len(keys)} objects could not be deleted, e.g. "
+                f"{failed[0]}; check the credentials' s3:DeleteObject permission and run the "
+                "command again"
+            )
 
     def abort_stale_uploads(self, prefix: str, before: datetime) -> list[str]:
         """Abort multipart uploads under ``prefix`` started before ``before``; their keys.

@@ -118,6 +118,38 @@ def test_round_trip_and_where_the_reference_goes(
     assert reader.cache.misses == 1
 
 
+def test_listing_from_the_cache_and_batched_deletes(
+    server_bucket: ServerBucket, tmp_path: Path
+) -> None:
+    """Each server's ETags identify a listed object's version for the metadata cache (rclone
+    lists them bare and quotes them in a HEAD), its DeleteObjects takes a batch, and a summary
+    counts exactly the bytes the bucket holds."""
+    sb = server_bucket
+    writer = engine(sb, tmp_path / "writer")
+    for space in ("a", "b"):
+        for f in zips(tmp_path / space, 3):
+            writer.put(f, f"rel/{space}/{f.name}")
+    heads: list[int] = []
+    writer.on_head = heads.append
+    first = writer.listing("rel/", recursive=True)
+    assert heads[0] == -6 and len(heads) == 7  # the first look HEADs each delta once
+    heads.clear()
+    again = writer.listing("rel/", recursive=True)
+    assert heads == []  # the second look is LISTs only
+    assert [e.meta for e in again.files] == [e.meta for e in first.files]
+    summary = again.summary()
+    s3 = client(sb.endpoint)
+    held = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sb.bucket, Prefix="rel/"):
+        held += sum(o["Size"] for o in page.get("Contents", []))
+    assert summary.files == 6 and summary.stored_bytes == held
+
+    doomed = [o.key for o in again.objects]
+    deleted = writer.delete_physical(doomed, spaces={"rel/a", "rel/b"})
+    assert sorted(deleted) == sorted(doomed)
+    assert bucket_keys(sb, "rel/") == []
+
+
 @pytest.mark.parametrize("server_bucket", ["moto"], indirect=True)
 def test_untrusted_conditional_writes_use_addressed_references(
     server_bucket: ServerBucket, tmp_path: Path
@@ -308,6 +340,10 @@ class _Gated:
     def url(self) -> str:
         return self.inner.url
 
+    @property
+    def cache_scope(self) -> None:
+        return None  # every HEAD goes through the schedule
+
     def honours_create_only(self, size: int) -> bool:
         return self.inner.honours_create_only(size)
 
@@ -342,6 +378,10 @@ class _Gated:
     def delete(self, key: str) -> None:
         with self._turn("delete", key):
             self.inner.delete(key)
+
+    def delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            self.delete(key)
 
 
 SIBLING_KINDS = {
