@@ -50,6 +50,7 @@ class FakeFile:
             "key": self.key,
             "name": self.key.rsplit("/", 1)[-1],
             "kind": self.kind,
+            "stored_as": "delta" if self.kind == "delta" else "whole",
             "codec": self.codec,
             "original_size": original,
             "stored_size": self.stored_size,
@@ -185,11 +186,18 @@ class FakeAgent:
             rows: list[Any] = sorted(children) + files
             offset, limit = int(p.get("offset", 0)), int(p.get("limit", 1000))
             page = rows[offset : offset + limit]
+            reference = s.reference_sizes.get(prefix.rstrip("/"))
+            summary = {
+                "files": len(files),
+                "original_bytes": sum(f["original_size"] for f in files),
+                "stored_bytes": sum(f["stored_size"] for f in files) + (reference or 0),
+            }
             return {
                 "url": f"{s.root}/{prefix}",
                 "prefixes": [r for r in page if isinstance(r, str)],
                 "files": [r for r in page if isinstance(r, dict)],
-                "reference_size": s.reference_sizes.get(prefix.rstrip("/")),
+                "reference_size": reference,
+                "summary": summary,
                 "total": len(rows),
                 "offset": offset,
             }

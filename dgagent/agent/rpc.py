@@ -52,6 +52,7 @@ def entry_record(entry: Entry) -> dict[str, Any]:
         "name": posixpath.basename(entry.key),
         "stored_key": entry.stored_key,
         "kind": entry.kind.value if entry.kind else None,
+        "stored_as": entry.stored_as,
         "codec": entry.codec,
         "original_size": original,
         "stored_size": entry.stored_size,
@@ -183,17 +184,18 @@ def handlers(agent: Agent) -> dict[str, Handler]:  # noqa: PLR0915 (one table of
         recursive = bool(params.get("recursive", False))
         prefix = folder_prefix(key)
         offset, limit = _int(params, "offset", 0), _int(params, "limit", 1000)
-        rows = list(store.list_files(prefix, recursive=recursive, details=False))
+        # Metadata for every file, not just this page's: the summary covers the whole folder
+        # (the metadata cache makes a second look cost LIST requests only).
+        found = store.listing(prefix, recursive=recursive)
+        rows = found.rows
         page = rows[offset : offset + limit]
-        files = [r for r in page if isinstance(r, Entry)]
-        detailed = {e.key: e for e in store.with_details(files)}
-        # Every reference of the folder, content-addressed ones included, each counted once.
-        refs = store.references(prefix.rstrip("/")) if prefix else []
+        refs = [o for o in found.objects if keys.is_reference(o.key)]
         return {
             "url": f"{store.storage.url}/{prefix}",
             "prefixes": [r.key for r in page if isinstance(r, Prefix)],
-            "files": [entry_record(detailed.get(e.key, e)) for e in files],
+            "files": [entry_record(e) for e in page if isinstance(e, Entry)],
             "reference_size": sum(r.size for r in refs) if refs else None,
+            "summary": found.summary().record(),
             "total": len(rows),
             "offset": offset,
         }

@@ -73,7 +73,10 @@ class Session:
             self._cache = ReferenceCache(
                 self.settings.cache_dir, max_bytes=self.settings.cache_max_bytes
             )
-        return DeltaStore(location.storage, settings=self.settings, cache=self._cache)
+        store = DeltaStore(location.storage, settings=self.settings, cache=self._cache)
+        if sys.stderr.isatty() and not getattr(self.args, "json", False):
+            store.on_head = MetadataProgress()
+        return store
 
 
 def human(n: float | None, *, exact: bool = False) -> str:
@@ -156,6 +159,32 @@ class Progress:
             self.clear()
             print(line, flush=True)
         self._draw(force=True)
+
+
+class MetadataProgress:
+    """``reading metadata 1200/3000`` on stderr while a listing HEADs objects it has not seen
+    before (the store calls it: -N when N reads start, then 1 per read)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+        self._lock = threading.Lock()
+        self._last = 0.0
+
+    def __call__(self, n: int) -> None:
+        with self._lock:
+            if n < 0:
+                self.total -= n
+            else:
+                self.done += n
+            finished = self.done >= self.total
+            now = time.monotonic()
+            if not finished and now - self._last < 0.2:
+                return
+            self._last = now
+            line = "" if finished else f"reading metadata {self.done}/{self.total}"
+            sys.stderr.write("\r\x1b[K" + line)
+            sys.stderr.flush()
 
 
 def report_errors(errors: Iterable[str]) -> int:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dgagent.cli.common import Session, human, percent, print_json, s3_options, when
 from dgagent.cli.paths import folder_prefix
 from dgagent.engine import keys
-from dgagent.engine.store import Entry
-from dgagent.storage import ObjectInfo, Prefix, list_buckets
+from dgagent.engine.results import Entry, Summary
+from dgagent.storage import Prefix, list_buckets
 
 
 def entry_record(entry: Entry, url: str) -> dict[str, Any]:
@@ -21,6 +21,7 @@ def entry_record(entry: Entry, url: str) -> dict[str, Any]:
         "url": url,
         "stored_key": entry.stored_key,
         "kind": entry.kind.value if entry.kind else None,
+        "stored_as": entry.stored_as,
         "codec": entry.codec,
         "original_size": original,
         "stored_size": entry.stored_size,
@@ -30,6 +31,14 @@ def entry_record(entry: Entry, url: str) -> dict[str, Any]:
         "why": entry.why,
         "reference": entry.reference,
     }
+
+
+def ratio_text(entry: Entry) -> str:
+    """A file's own ratio: its delta (or whole object) over its size; ``ref`` for a file that
+    became a reference (its delta is nearly empty; its bytes are in the reference)."""
+    if entry.stored_as == "new reference":
+        return "ref"
+    return percent(entry.stored_size, entry.original_size) if entry.original_size else "-"
 
 
 def run_ls(args: argparse.Namespace, session: Session) -> int:
@@ -43,15 +52,17 @@ def run_ls(args: argparse.Namespace, session: Session) -> int:
     location = session.location(args.url)
     store = session.store(location)
     prefix = folder_prefix(location.key) if args.recursive else location.key
-    rows = list(store.list_files(prefix, recursive=args.recursive))
-    entries = [r for r in rows if isinstance(r, Entry)]
+    found = store.listing(prefix, recursive=args.recursive)
+    rows, entries = found.rows, found.files
+    summary = found.summary()
     if args.json:
-        print_json(
-            {
-                "prefixes": [r.key for r in rows if isinstance(r, Prefix)],
-                "files": [entry_record(e, store.url(e.key)) for e in entries],
-            }
-        )
+        doc: dict[str, Any] = {
+            "prefixes": [r.key for r in rows if isinstance(r, Prefix)],
+            "files": [entry_record(e, store.url(e.key)) for e in entries],
+        }
+        if args.summarize:
+            doc["summary"] = summary.record()
+        print_json(doc)
         return 0
     # Names are shown relative to the listed folder (full keys of a file:// store are long).
     base = location.key.rpartition("/")[0]
@@ -68,76 +79,68 @@ def run_ls(args: argparse.Namespace, session: Session) -> int:
         shown = row.key[cut:]
         if row.codec not in (None, "compat"):
             shown += f"  [{row.codec}]"  # deltas only dg-agent can read
-        ratio = percent(row.stored_size, row.original_size) if row.original_size else "-"
         print(
             f"{when(row.info.last_modified)} {size(row.original_size):>10} "
-            f"{size(row.stored_size):>10} {ratio:>6} {shown}"
+            f"{size(row.stored_size):>10} {ratio_text(row):>6} {shown}"
         )
     if args.summarize:
-        original = sum(e.original_size or 0 for e in entries)
-        stored = sum(e.stored_size for e in entries)
         print(
-            f"\nTotal Objects: {len(entries)}\n   Total Size: {size(original)}"
-            f"\n  Stored Size: {size(stored)} (references not included)"
+            f"\nTotal Objects: {summary.files}\n   Total Size: {size(summary.original_bytes)}"
+            f"\n  Stored Size: {size(summary.stored_bytes)} (references included)"
+            f"\n        Saved: {size(summary.saved_bytes)} ({summary.saved_percent:.1f}%)"
         )
     return 0
 
 
 @dataclass
 class SpaceTotals:
-    files: int = 0
-    original: int = 0
-    stored: int = 0
+    """One DeltaSpace's files and what the store holds for it (results.Summary's definition:
+    every object, references included)."""
+
+    summary: Summary = field(default_factory=Summary)
     reference: int = 0
     archive: int = 0
     """Files stored as archive-codec deltas (readable by dg-agent only)."""
 
-    @property
-    def saved(self) -> int:
-        return self.original - self.stored - self.reference
-
     def record(self, name: str) -> dict[str, Any]:
-        total = self.stored + self.reference
         return {
             "deltaspace": name,
-            "files": self.files,
-            "original_bytes": self.original,
-            "stored_bytes": total,
+            **self.summary.record(),
             "reference_bytes": self.reference,
-            "saved_bytes": self.saved,
-            "saved_percent": round(100 * self.saved / self.original, 2) if self.original else 0.0,
             "archive_files": self.archive,
         }
 
+    def __add__(self, other: SpaceTotals) -> SpaceTotals:
+        return SpaceTotals(
+            self.summary + other.summary,
+            self.reference + other.reference,
+            self.archive + other.archive,
+        )
+
 
 def gather_stats(session: Session, url: str) -> dict[str, SpaceTotals]:
+    """Per DeltaSpace, from one recursive listing: the objects stored there (references
+    included) and the files they hold."""
     location = session.location(url)
     store = session.store(location)
-    prefix = folder_prefix(location.key)
+    found = store.listing(folder_prefix(location.key), recursive=True)
     spaces: dict[str, SpaceTotals] = defaultdict(SpaceTotals)
-    for item in store.storage.list_objects(prefix):
-        if isinstance(item, ObjectInfo) and keys.is_reference(item.key):
-            spaces[keys.deltaspace_of(item.key)].reference += item.size
-    for entry in store.list_files(prefix, recursive=True):
-        if isinstance(entry, Entry):
-            space = spaces[keys.deltaspace_of(entry.key)]
-            space.files += 1
-            space.original += entry.original_size or entry.stored_size
-            space.stored += entry.stored_size
-            space.archive += entry.codec not in (None, "compat")
+    for obj in {o.key: o for o in found.objects}.values():
+        space = spaces[keys.deltaspace_of(obj.key)]
+        space.summary += Summary(stored_bytes=obj.size)
+        if keys.is_reference(obj.key):
+            space.reference += obj.size
+    for entry in found.files:
+        space = spaces[keys.deltaspace_of(entry.key)]
+        space.summary += Summary(files=1, original_bytes=entry.original_size or entry.stored_size)
+        space.archive += entry.codec not in (None, "compat")
     return dict(sorted(spaces.items()))
 
 
 def run_stats(args: argparse.Namespace, session: Session) -> int:
     spaces = gather_stats(session, args.url)
     cut = len(folder_prefix(session.location(args.url).key))
-    total = SpaceTotals()
-    for space in spaces.values():
-        total.files += space.files
-        total.original += space.original
-        total.stored += space.stored
-        total.reference += space.reference
-        total.archive += space.archive
+    total = sum(spaces.values(), SpaceTotals())
     if args.json:
         print_json(
             {
@@ -153,10 +156,11 @@ def run_stats(args: argparse.Namespace, session: Session) -> int:
     )
     rows = [(name[cut:] or ".", space) for name, space in spaces.items()]
     for name, space in [*rows, ("TOTAL", total)]:
-        stored = space.stored + space.reference
+        s = space.summary
         print(
-            f"{name:<40} {space.files:>6} {human(space.original):>11} "
-            f"{human(stored):>11} {percent(space.saved, space.original):>7} {space.archive:>7}"
+            f"{name:<40} {s.files:>6} {human(s.original_bytes):>11} "
+            f"{human(s.stored_bytes):>11} {percent(s.saved_bytes, s.original_bytes):>7} "
+            f"{space.archive:>7}"
         )
     return 0
 

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parsers.extend(sub.choices[name] for name in ("rm", "verify"))
     for p in parsers:
         add_store_options(p)
-    for p in (sub.choices["cp"], sub.choices["sync"], sub.choices["migrate"]):
+    for p in (sub.choices[name] for name in ("cp", "sync", "migrate", "rm")):
         p.add_argument(
             "--exclude",
             action=_Filter,

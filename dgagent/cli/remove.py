@@ -6,51 +6,80 @@ import argparse
 from typing import Any
 
 from dgagent.cli.common import Session, print_json, report_errors
-from dgagent.cli.paths import folder_prefix
+from dgagent.cli.paths import Filters, folder_prefix
 from dgagent.engine import keys
-from dgagent.engine.store import Entry
+from dgagent.engine.store import DeltaStore, Entry
 from dgagent.errors import ConfigError, DgError
-from dgagent.storage import ObjectInfo
 
 
 def run_rm(args: argparse.Namespace, session: Session) -> int:
     location = session.location(args.url)
     store = session.store(location)
+    filters = Filters(args.filters)
     if args.recursive:
         prefix = folder_prefix(location.key)
-        physical = [o.key for o in store.storage.list_objects(prefix) if isinstance(o, ObjectInfo)]
-        spaces = {keys.deltaspace_of(k) for k in physical if keys.is_reference(k)}
+        physical, references = _under(store, prefix, filters)
+        # Everything under the folder goes: so do its references. A filtered delete takes a
+        # reference only when the files it deletes were the last to need it.
+        spaces = set() if filters.rules else {keys.deltaspace_of(k) for k in references}
         deleted = store.delete_physical(physical, dryrun=args.dryrun, spaces=spaces)
-        kept = sorted({k for k in physical if keys.is_reference(k)} - set(deleted))
+        kept = sorted(set(references) - set(deleted))
     else:
         if location.is_folder:
             raise ConfigError(f"{location.url} is a folder; add -r to delete everything in it")
+        if args.filters:
+            raise ConfigError("--exclude/--include select files under a folder; add -r")
         deleted, kept = store.delete([location.key], dryrun=args.dryrun), []
+    if args.json:
+        print_json(
+            {
+                "dryrun": args.dryrun,
+                "deleted": [store.url(k) for k in deleted],
+                "kept": [store.url(k) for k in kept],
+            }
+        )
+        return 0
     tag = "(dryrun) " if args.dryrun else ""
-    for key in deleted:
+    for key in [] if args.quiet else deleted:
         print(f"{tag}delete: {store.url(key)}")
-    for key in kept:
+    for key in [] if args.quiet else kept:
         print(f"kept: {store.url(key)} (deltas outside this operation still need it)")
     return 0
+
+
+def _under(store: DeltaStore, prefix: str, filters: Filters) -> tuple[list[str], list[str]]:
+    """What ``rm -r`` deletes under ``prefix`` (every object, or with filters the objects of
+    the files they select), and the references it saw there, from one recursive listing."""
+    found = store.listing(prefix, recursive=True, details=False)
+    objects = [o.key for o in found.objects]
+    references = [k for k in objects if keys.is_reference(k)]
+    if not filters.rules:
+        return objects, references
+    chosen = {e.key for e in found.files if filters.wants(e.key[len(prefix) :])}
+    # A file's stored object, and a delta a direct object of the same name shadows.
+    physical = [
+        k
+        for k in objects
+        if not keys.is_internal(k) and not keys.is_reference(k) and keys.logical_key(k) in chosen
+    ]
+    return physical, references
 
 
 def run_verify(args: argparse.Namespace, session: Session) -> int:
     location = session.location(args.url)
     store = session.store(location)
+    targets: list[tuple[str, Entry | None]]
     if args.recursive or location.is_folder:
+        # Metadata from the listing (the cache, else parallel HEADs), not one HEAD per file.
         prefix = folder_prefix(location.key)
-        names = [
-            e.key
-            for e in store.list_files(prefix, recursive=True, details=False)
-            if isinstance(e, Entry)
-        ]
+        targets = [(e.key, e) for e in store.listing(prefix, recursive=True).files]
     else:
-        names = [location.key]
+        targets = [(location.key, None)]
     results: list[dict[str, Any]] = []
     errors: list[str] = []
-    for name in names:
+    for name, listed in targets:
         try:
-            got = store.verify(name)
+            got = store.verify(name, listed=listed)
         except DgError as exc:
             errors.append(str(exc))
             results.append({"url": store.url(name), "valid": False, "error": str(exc)})
@@ -79,13 +108,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "rm",
         help="delete stored files (references kept while any delta needs them)",
         epilog="examples:\n  dg-agent rm s3://builds/releases/app-1.0.zip\n"
-        "  dg-agent rm -r --dryrun s3://builds/old/",
+        "  dg-agent rm -r --dryrun s3://builds/old/\n"
+        "  dg-agent rm -r --exclude '*' --include '*-rc*' s3://builds/releases/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rm.add_argument("url")
     rm.add_argument("-r", "--recursive", action="store_true")
     rm.add_argument("--dryrun", action="store_true", help="show what would be deleted")
-    rm.set_defaults(handler=run_rm)
+    rm.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    rm.add_argument("--json", action="store_true", help="print what was deleted as JSON")
+    rm.set_defaults(handler=run_rm, filters=[])
     verify = sub.add_parser(
         "verify",
         help="rebuild stored files and check their SHA-256",

@@ -59,11 +59,10 @@ def scan_local(root: Path, filters: Filters) -> dict[str, LocalFile]:
 
 
 def scan_remote(store: DeltaStore, prefix: str, filters: Filters) -> dict[str, Entry]:
-    return {
-        e.key[len(prefix) :]: e
-        for e in store.list_files(prefix, recursive=True)
-        if isinstance(e, Entry) and filters.wants(e.key[len(prefix) :])
-    }
+    """The stored files the filters select, with their metadata (read only for those)."""
+    listed = store.listing(prefix, recursive=True, details=False).files
+    wanted = [e for e in listed if filters.wants(e.key[len(prefix) :])]
+    return {e.key[len(prefix) :]: e for e in store.with_details(wanted)}
 
 
 def run(args: argparse.Namespace, session: Session) -> int:
@@ -151,7 +150,7 @@ def _to_local(args: argparse.Namespace, session: Session, filters: Filters, quie
         if rel in local and not differs(local[rel], entry, size_only=args.size_only):
             continue
         try:
-            jobs.append(Download(entry.key, local_path_for(root, rel), remote_mtime(entry)))
+            jobs.append(Download(entry.key, local_path_for(root, rel), remote_mtime(entry), entry))
         except DgError as exc:
             errors.append(str(exc))
     progress = Progress(len(jobs), enabled=False if quiet else None)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from dgagent.cli.common import Progress, human, percent
 from dgagent.engine import keys
 from dgagent.engine.metadata import Kind
-from dgagent.engine.store import DeltaStore, GetResult, PutResult
+from dgagent.engine.store import DeltaStore, Entry, GetResult, PutResult
 from dgagent.errors import DgError
 
 T = TypeVar("T")
@@ -38,6 +38,8 @@ class Download:
     dest: Path
     mtime: float | None = None
     """Set the file's mtime to this after writing (so a later sync sees it unchanged)."""
+    listed: Entry | None = None
+    """The file as a listing with details found it (saves a HEAD)."""
 
 
 @dataclass
@@ -189,7 +191,7 @@ def download_all(
         progress.start(job.dest.name)
         try:
             job.dest.parent.mkdir(parents=True, exist_ok=True)
-            result = store.get(job.key, job.dest, progress=progress.advance)
+            result = store.get(job.key, job.dest, progress=progress.advance, listed=job.listed)
             if job.mtime is not None:
                 os.utime(job.dest, (job.mtime, job.mtime))
         except DgError as exc:

@@ -213,6 +213,19 @@ def test_each_files_codec_is_reported(agent: AgentProc, tmp_path: Path) -> None:
         "app-1.1.zip": "archive-v1",
         "app-1.2.zip": "archive-v1",
     }
+    # The README's one definition: stored bytes are every object there, references included.
+    physical = [p for p in (root / "rel").rglob("*") if p.is_file() and ".dg-" not in str(p)]
+    originals = sum(
+        (folder / name).stat().st_size for name in ("app-1.0.zip", "app-1.1.zip", "app-1.2.zip")
+    )
+    assert listing["summary"] == {
+        "files": 3,
+        "original_bytes": originals,
+        "stored_bytes": sum(p.stat().st_size for p in physical),
+        "saved_bytes": originals - sum(p.stat().st_size for p in physical),
+        "saved_percent": listing["summary"]["saved_percent"],
+    }
+    assert {f["name"]: f["stored_as"] for f in listing["files"]}["app-1.0.zip"] == "new reference"
 
 
 @pytest.mark.parametrize("mirror", [True, False])

@@ -82,10 +82,12 @@ def test_ls_recursive_summarize_and_human(cli: Cli, remote: Remote, tmp_path: Pa
     got = rows(result.out)  # names relative to the listed folder, at any depth
     assert set(got) == {rel.removeprefix("rel/") for rel in files}
     originals = sum(p.stat().st_size for p in files.values())
-    stored = sum(size for key, size in remote.objects().items() if "reference.bin" not in key)
+    stored = sum(remote.objects().values())  # what the store holds, references included
     assert "Total Objects: 4" in result.out
     assert f"Total Size: {originals}" in result.out
-    assert f"Stored Size: {stored}" in result.out
+    assert f"Stored Size: {stored} (references included)" in result.out
+    assert f"Saved: {originals - stored} " in result.out
+    assert rows(result.out)["app-1.1.zip"][4] == "ref"  # the file that became the reference
 
     human = cli.ok("ls", "-h", remote.url("rel/")).out
     size = files["rel/app-1.2.zip"].stat().st_size

@@ -171,13 +171,15 @@ class BrowseScreen(ItemScreen):
             url = f"{self.root}/{record['key']}"
             ratio = record.get("ratio")
             saved = 1 - ratio if ratio is not None else None
+            # A file that became a reference: its bytes are the reference's, counted once below.
+            shown = "ref" if record.get("stored_as") == "new reference" else None
             flag = "✓" if url in self.dg.verified else KIND_FLAGS.get(record.get("kind") or "", "=")
             cells = [
                 flag,
                 record["name"] + fmt.codec_mark(record.get("codec")),
                 fmt.size(record.get("original_size")),
                 fmt.size(record.get("stored_size")),
-                f"{fmt.bar(saved, 4 if wide else 3)} {fmt.ratio(saved)}",
+                shown or f"{fmt.bar(saved, 4 if wide else 3)} {fmt.ratio(saved)}",
                 *([str(record.get("last_modified", ""))[:16].replace("T", " ")] if wide else []),
             ]
             self._add(table, f"f:{record['key']}", ("file", record), cells)
@@ -188,15 +190,17 @@ class BrowseScreen(ItemScreen):
         table.add_row(*(Cell(c) for c in cells), key=key)
 
     def _space_summary(self) -> None:
-        files = self.listing.get("files", [])
-        original = sum(f.get("original_size") or 0 for f in files)
-        stored = sum(f.get("stored_size") or 0 for f in files)
+        """The folder's totals as the agent counts them (one definition everywhere: stored bytes
+        are every object the folder holds, references included, each once)."""
+        summary = self.listing.get("summary") or {}
+        original = int(summary.get("original_bytes") or 0)
+        stored = int(summary.get("stored_bytes") or 0)
         reference = self.listing.get("reference_size")
         total = int(self.listing.get("total") or 0)
         pages = max((total + PAGE - 1) // PAGE, 1)
         parts = [
-            f"reference {fmt.size(reference)}" if reference is not None else "no DeltaSpace here",
-            f"{len(files)} files",
+            f"refs {fmt.size(reference)}" if reference is not None else "no DeltaSpace here",
+            f"{summary.get('files', 0)} files",
             f"{fmt.size(original)} → {fmt.size(stored)}",
         ]
         if original:
