@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shlex
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+from dgagent.errors import NotFoundError, UnreadableError
 
 CHUNK = 1024 * 1024
 
@@ -41,7 +44,18 @@ def atomic_output(dest: Path) -> Iterator[Path]:
     Readers of ``dest`` therefore see the old file or the complete new one, never a partial one.
     The caller (or a program it runs) writes the temp path by name.
     """
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name[:60]}.dg-part-", dir=dest.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name[:60]}.dg-part-", dir=dest.parent)
+    except FileNotFoundError as exc:
+        raise NotFoundError(
+            f"cannot write {dest}: the folder {dest.parent} does not exist; create it "
+            f"(mkdir -p {shlex.quote(str(dest.parent))}) or choose another destination"
+        ) from exc
+    except (PermissionError, NotADirectoryError) as exc:
+        raise UnreadableError(
+            f"cannot write {dest}: {exc.strerror or exc} in {dest.parent}; choose a "
+            "destination you can write to"
+        ) from exc
     os.close(fd)
     tmp = Path(name)
     try:

@@ -8,6 +8,7 @@ socket and the single-instance lock (0700 folder). The reference cache lives in 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,9 +55,14 @@ def agent_paths() -> AgentPaths:
     # folder when its mode is not 0700, and the CLI and the agent could then disagree. Our own
     # subfolder is created 0700 and its ownership checked by the agent.
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    runtime = os.environ.get("DG_RUNTIME_DIR") or (
-        str(Path(xdg) / APP) if xdg else platformdirs.user_runtime_dir(APP)
-    )
+    runtime = os.environ.get("DG_RUNTIME_DIR") or (str(Path(xdg) / APP) if xdg else None)
+    if runtime is None:
+        # Without XDG_RUNTIME_DIR (ssh sessions, containers) platformdirs falls back to a folder
+        # under /tmp and warns on every call; the fallback is fine (our subfolder is 0700 and
+        # checked), so the warning would only be noise on every command.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runtime = platformdirs.user_runtime_dir(APP)
     return AgentPaths(
         config_file=Path(
             os.environ.get("DG_CONFIG") or platformdirs.user_config_path(APP) / "config.toml"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import time
@@ -15,11 +16,13 @@ from dgagent.agent.client import AgentClient, AgentConnectionError, AgentNotRunn
 from dgagent.agent.config import Watch
 from dgagent.agent.paths import agent_paths
 from dgagent.cli.common import Session, add_reference_policy, human, percent, print_json
-from dgagent.errors import ConfigError
-from dgagent.storage import parse_location
+from dgagent.errors import ConfigError, DgError
+from dgagent.storage import Location, parse_location
 
 EXIT_CONFIG = 78
 EXIT_NOT_RUNNING = 3
+CHECK_TIMEOUT = 15.0
+"""How long ``start`` waits for the agent's first check of the stores, to show problems."""
 START_TIMEOUT = 30.0
 
 
@@ -88,6 +91,7 @@ def run_start(args: argparse.Namespace, session: Session) -> int:
                 f"as the {manager} service" if manager else f"in the background (log: {paths.log})"
             )
             print(f"dg-agent started {how}, pid {pid}")
+            _print_problems(_first_checks())
             return 0
         if process is not None and process.poll() is not None:
             tail = paths.log.read_text(errors="replace").strip().splitlines()[-3:]
@@ -99,6 +103,19 @@ def run_start(args: argparse.Namespace, session: Session) -> int:
         file=sys.stderr,
     )
     return 1
+
+
+def _first_checks() -> dict[str, Any]:
+    """The status once the agent has checked each watch's store (a few seconds at most)."""
+    deadline = time.monotonic() + CHECK_TIMEOUT
+    status: dict[str, Any] = {}
+    with contextlib.suppress(DgError):
+        while time.monotonic() < deadline:
+            status = _ask("status", timeout=5)
+            if status.get("checked", True):
+                break
+            time.sleep(0.2)
+    return status
 
 
 def _ask_shutdown() -> bool | None:
@@ -176,6 +193,32 @@ def run_status(args: argparse.Namespace, session: Session) -> int:
         print(f"    stored as: {how or 'nothing yet'}; references: {policy}; {mode}")
     if not status["watches"]:
         print("  no folders watched: add one with dg-agent watch add DIR URL")
+    _print_problems(status)
+    return 0
+
+
+def _print_problems(status: dict[str, Any]) -> None:
+    """Each state the user must act on, and the command that fixes it."""
+    for found in status.get("problems") or []:
+        print(f"problem: {found['problem']}\n  fix: {found['fix']}")
+
+
+def run_control(args: argparse.Namespace, session: Session) -> int:
+    """``pause``, ``resume`` and ``retry``, for one watched folder or all."""
+    params: dict[str, Any] = {}
+    if args.dir is not None:
+        params["watch"] = str(Path(args.dir).expanduser().resolve())
+    try:
+        answer = _ask(args.command, params, timeout=10)
+    except AgentNotRunning as exc:
+        print(f"dg-agent: {exc}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    what = params.get("watch", "every watched folder")
+    if args.command == "retry":
+        n = answer.get("retried", 0)
+        print(f"{n} failed file{'s' * (n != 1)} of {what} queued again")
+    else:
+        print(f"{args.command}d: {what}")
     return 0
 
 
@@ -207,7 +250,10 @@ def run_watch(args: argparse.Namespace, session: Session) -> int:
         config_file.save(path, config_file.without_watch(current, folder))
         print(f"no longer watching {folder}{_notify_agent()}")
         return 0
-    parse_location(args.url)  # checks the URL's form
+    # The agent's own S3 settings: the check must see the store as the agent will.
+    location = parse_location(args.url, current.s3.options())  # also checks the URL's form
+    if not args.no_check:
+        _check_store(location)
     if args.max_ratio is not None and not 0 <= args.max_ratio <= 1:
         raise ConfigError(f"--max-ratio must be between 0 and 1, got {args.max_ratio}")
     watch = Watch(
@@ -225,6 +271,17 @@ def run_watch(args: argparse.Namespace, session: Session) -> int:
     return 0
 
 
+def _check_store(location: Location) -> None:
+    """A watch whose store cannot be read would fail every file: say so now (one LIST)."""
+    try:
+        next(iter(location.storage.list_objects(location.key, delimiter="/")), None)
+    except DgError as exc:
+        raise type(exc)(
+            f"{exc}; the watch was not added (fix the store or credentials, or add it anyway "
+            "with --no-check)"
+        ) from exc
+
+
 def _watch_record(w: Watch) -> dict[str, Any]:
     return {
         "dir": str(w.dir),
@@ -239,7 +296,12 @@ def _watch_record(w: Watch) -> dict[str, Any]:
 
 def run_service(args: argparse.Namespace, session: Session) -> int:
     if args.service_command == "install":
-        plan = service.plan_install()
+        manager = service.detect()
+        if manager is None and args.dry_run:
+            # Show what would be written on a machine that has one (this one has none).
+            manager = "launchd" if sys.platform == "darwin" else "systemd"
+            print(f"note: {service.NO_MANAGER}; with {manager}, install would do this:\n")
+        plan = service.plan_install(manager)
         print(service.install(plan, dry_run=args.dry_run))
     else:
         print(service.uninstall(dry_run=args.dry_run))
@@ -268,6 +330,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status = sub.add_parser("status", help="what the agent is doing (exit code 3: not running)")
     status.add_argument("--json", action="store_true", help="one JSON object")
     status.set_defaults(handler=run_status)
+    for verb, what in (
+        ("pause", "stop storing files (of DIR, or of every watched folder) until resume"),
+        ("resume", "store files again after pause"),
+        ("retry", "queue the failed files again (of DIR, or of every watched folder)"),
+    ):
+        control = sub.add_parser(verb, help=what)
+        control.add_argument("dir", nargs="?", help="a watched folder (default: all)")
+        control.set_defaults(handler=run_control)
 
     watch = sub.add_parser(
         "watch",
@@ -291,6 +361,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "read only by dg-agent)",
     )
     add_reference_policy(add)
+    add.add_argument(
+        "--no-check",
+        action="store_true",
+        help="add it even if its store cannot be read now (a bucket made later)",
+    )
     remove = verbs.add_parser("remove", help="stop watching DIR (stored files stay)")
     remove.add_argument("dir")
     listing = verbs.add_parser("list", help="the watched folders")

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from dgagent.engine.cache import ReferenceCache
 from dgagent.engine.store import DeltaStore
+from dgagent.errors import NotFoundError
 from dgagent.settings import POLICIES, EngineSettings, from_env
 from dgagent.storage import Location, S3Options, parse_location
 
@@ -77,6 +78,16 @@ class Session:
         if sys.stderr.isatty() and not getattr(self.args, "json", False):
             store.on_head = MetadataProgress()
         return store
+
+
+def nothing_stored(url: str) -> NotFoundError:
+    """The error of a command pointed at a path that holds nothing (a typo, most often): AWS's
+    ``ls`` exits 1 there too, and ``verify``/``sync`` checking or copying nothing would look
+    like success."""
+    parent = url.rstrip("/").rpartition("/")[0] + "/"
+    return NotFoundError(
+        f"nothing is stored under {url}; check the path (dg-agent ls {parent} shows what is there)"
+    )
 
 
 def human(n: float | None, *, exact: bool = False) -> str:

@@ -124,7 +124,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argpar
         help="compat (default; DeltaGlider-readable) or archive (deltas of expanded zip/gzip "
         "members: smaller, read only by dg-agent); default DG_CODEC or compat",
     )
-    p.add_argument("--dryrun", action="store_true", help="show what would be copied")
+    p.add_argument("--dryrun", "--dry-run", action="store_true", help="show what would be copied")
     p.add_argument("--json", action="store_true", help="print one JSON document of results")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.set_defaults(handler=run, filters=[])

@@ -7,7 +7,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from dgagent.cli.common import Session, human, percent, print_json, s3_options, when
+from dgagent.cli.common import (
+    Session,
+    human,
+    nothing_stored,
+    percent,
+    print_json,
+    s3_options,
+    when,
+)
 from dgagent.cli.paths import folder_prefix
 from dgagent.engine import keys
 from dgagent.engine.results import Entry, Summary
@@ -54,6 +62,8 @@ def run_ls(args: argparse.Namespace, session: Session) -> int:
     prefix = folder_prefix(location.key) if args.recursive else location.key
     found = store.listing(prefix, recursive=args.recursive)
     rows, entries = found.rows, found.files
+    if not rows and location.key:
+        raise nothing_stored(location.url)
     summary = found.summary()
     if args.json:
         doc: dict[str, Any] = {
@@ -124,6 +134,8 @@ def gather_stats(session: Session, url: str) -> dict[str, SpaceTotals]:
     location = session.location(url)
     store = session.store(location)
     found = store.listing(folder_prefix(location.key), recursive=True)
+    if not found.objects and location.key:
+        raise nothing_stored(location.url)
     spaces: dict[str, SpaceTotals] = defaultdict(SpaceTotals)
     for obj in {o.key: o for o in found.objects}.values():
         space = spaces[keys.deltaspace_of(obj.key)]

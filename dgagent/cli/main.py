@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from dgagent import __version__
 from dgagent.cli import agent_cmds, completion, cp, listing, migrate, putget, remove, sync
@@ -32,8 +34,41 @@ class _Filter(argparse.Action):
         namespace.filters = rules
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, plus "did you mean" for a mistyped command, choice or option."""
+
+    def error(self, message: str) -> NoReturn:
+        guess = _close_match(self, message)
+        super().error(f"{message}; did you mean {guess}?" if guess else message)
+
+
+def _close_match(parser: argparse.ArgumentParser, message: str) -> str | None:
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if choice:
+        given, options = choice[1], re.findall(r"'([^']*)'", choice[2])
+    else:
+        unknown = re.search(r"unrecognized arguments: (\S+)", message)
+        if not unknown:
+            return None
+        given, options = unknown[1], _option_strings(parser)
+    found = difflib.get_close_matches(given, options, n=1, cutoff=0.6)
+    return f"'{found[0]}'" if found else None
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option of the parser and of its subcommands (an unknown option is reported by the
+    top parser, whatever command it was given to)."""
+    found: list[str] = []
+    for action in parser._actions:  # argparse has no public walk of its actions
+        found += [o for o in action.option_strings if o.startswith("--")]
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _option_strings(sub)
+    return sorted(set(found))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = Parser(
         prog="dg-agent",
         description="Store versioned build artifacts as xdelta3 deltas in S3 or a local folder "
         "(DeltaGlider-compatible).",

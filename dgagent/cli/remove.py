@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dgagent.cli.common import Session, print_json, report_errors
+from dgagent.cli.common import Session, nothing_stored, print_json, report_errors
 from dgagent.cli.paths import Filters, folder_prefix
 from dgagent.engine import keys
 from dgagent.engine.store import DeltaStore, Entry
@@ -73,6 +73,8 @@ def run_verify(args: argparse.Namespace, session: Session) -> int:
         # Metadata from the listing (the cache, else parallel HEADs), not one HEAD per file.
         prefix = folder_prefix(location.key)
         targets = [(e.key, e) for e in store.listing(prefix, recursive=True).files]
+        if not targets:
+            raise nothing_stored(location.url)
     else:
         targets = [(location.key, None)]
     results: list[dict[str, Any]] = []
@@ -114,7 +116,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     rm.add_argument("url")
     rm.add_argument("-r", "--recursive", action="store_true")
-    rm.add_argument("--dryrun", action="store_true", help="show what would be deleted")
+    rm.add_argument("--dryrun", "--dry-run", action="store_true", help="show what would be deleted")
     rm.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     rm.add_argument("--json", action="store_true", help="print what was deleted as JSON")
     rm.set_defaults(handler=run_rm, filters=[])

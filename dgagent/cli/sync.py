@@ -13,7 +13,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dgagent.cli.common import Progress, Session, add_reference_policy, print_json, report_errors
+from dgagent.cli.common import (
+    Progress,
+    Session,
+    add_reference_policy,
+    nothing_stored,
+    print_json,
+    report_errors,
+)
 from dgagent.cli.paths import Filters, folder_prefix, local_path_for, walk
 from dgagent.cli.transfer import Download, Outcome, Upload, download_all, upload_all
 from dgagent.engine.store import DeltaStore, Entry
@@ -58,9 +65,14 @@ def scan_local(root: Path, filters: Filters) -> dict[str, LocalFile]:
     return files
 
 
-def scan_remote(store: DeltaStore, prefix: str, filters: Filters) -> dict[str, Entry]:
-    """The stored files the filters select, with their metadata (read only for those)."""
+def scan_remote(
+    store: DeltaStore, prefix: str, filters: Filters, *, source: str | None = None
+) -> dict[str, Entry]:
+    """The stored files the filters select, with their metadata (read only for those).
+    ``source``: the URL being copied from, which must hold something."""
     listed = store.listing(prefix, recursive=True, details=False).files
+    if source is not None and not listed:
+        raise nothing_stored(source)
     wanted = [e for e in listed if filters.wants(e.key[len(prefix) :])]
     return {e.key[len(prefix) :]: e for e in store.with_details(wanted)}
 
@@ -137,12 +149,12 @@ def _to_local(args: argparse.Namespace, session: Session, filters: Filters, quie
     root = Path(args.dst)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"{root} is a file; sync writes into a folder")
+    remote = scan_remote(store, prefix, filters, source=location.url)
     if not args.dryrun:
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise NotFoundError(f"cannot create {root}: {exc.strerror or exc}") from exc
-    remote = scan_remote(store, prefix, filters)
     local = scan_local(root, filters)
     jobs: list[Download] = []
     errors: list[str] = []
@@ -209,7 +221,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argpar
         help="compat (default; DeltaGlider-readable) or archive (deltas of expanded zip/gzip "
         "members: smaller, read only by dg-agent); default DG_CODEC or compat",
     )
-    p.add_argument("--dryrun", action="store_true", help="show what would be done")
+    p.add_argument("--dryrun", "--dry-run", action="store_true", help="show what would be done")
     p.add_argument("--json", action="store_true", help="print one JSON document of results")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.set_defaults(handler=run, filters=[])

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 from urllib.parse import unquote
 
 from dgagent.engine import archive, keys, rotation
@@ -285,7 +285,34 @@ class DeltaStore(Catalog):
             "once it is complete"
         )
 
-    def _put_delta(  # noqa: PLR0911 (each way out says why the file goes whole)
+    def _put_delta(self, source: Path, **how: Any) -> tuple[PutResult | None, str]:
+        """Store ``source`` as a delta (see ``_put_delta_once``). A reference this put created
+        and no delta ended up using (it failed, or the file goes whole after all) is deleted
+        again: nothing half-written stays behind to hold a bucket's bytes out of every listing.
+        """
+        made: list[str] = []
+        try:
+            result, why = self._put_delta_once(source, made_references=made, **how)
+        except BaseException:
+            if made:
+                self._drop_unused_references(keys.deltaspace_of(how["key"]))
+            raise
+        if result is None and made:
+            self._drop_unused_references(keys.deltaspace_of(how["key"]))
+        return result, why
+
+    def _drop_unused_references(self, space: str) -> None:
+        try:
+            self.delete_physical([], spaces={space})
+        except DgError as exc:  # the put's own failure is what the caller must hear about
+            log.warning(
+                "%s: could not delete the reference a failed put made (%s); the next put or "
+                "an rm in that folder deletes it",
+                self.url(space),
+                exc,
+            )
+
+    def _put_delta_once(  # noqa: PLR0911, PLR0912 (each way out says why the file goes whole)
         self,
         source: Path,
         *,
@@ -297,10 +324,12 @@ class DeltaStore(Catalog):
         archive_codec: bool,
         policy: str,
         report: _Report,
+        made_references: list[str],
     ) -> tuple[PutResult | None, str]:
         """Store ``source`` as a delta, against the DeltaSpace's current reference or as its
         next one (the reference ``policy`` decides, see rotation.py); else None and the reason
-        it should be stored whole."""
+        it should be stored whole. The key of each reference it makes goes into
+        ``made_references``."""
         name = posixpath.basename(key)
         space = keys.deltaspace_of(key)
         lineage = rotation.lineage(name) if policy == "rotate" else ""
@@ -321,6 +350,8 @@ class DeltaStore(Catalog):
             )
             if base is None:
                 return None, "whole: there is no reference it can be a delta against"
+            if base.created:
+                made_references.append(base.key)
             report.enter("encoding")
             cap = None if base.created else limit * size
             chosen, over = self._choose_delta(base, source, expanded, work, sha=sha, limit=cap)
@@ -355,6 +386,7 @@ class DeltaStore(Catalog):
                     )
                     if made is None:
                         return None, why.replace("new reference", "whole", 1)
+                    made_references.append(made.key)
                     base, cost = made, Cost(sha)
                     chosen, _ = self._choose_delta(
                         base, source, expanded, work, sha=sha, limit=None

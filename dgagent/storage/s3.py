@@ -33,6 +33,7 @@ from botocore.config import Config
 
 from dgagent.errors import (
     AccessDeniedError,
+    ConfigError,
     DgError,
     NotFoundError,
     PreconditionFailedError,
@@ -126,7 +127,15 @@ def make_client(options: S3Options) -> S3Client:
             f"AWS profile {options.profile!r} is not configured; check ~/.aws/config or drop "
             "--profile"
         ) from exc
-    return session.client("s3", endpoint_url=options.endpoint_url, config=config)
+    try:
+        return session.client("s3", endpoint_url=options.endpoint_url, config=config)
+    except ValueError as exc:  # botocore's "Invalid endpoint", also for AWS_ENDPOINT_URL
+        given = options.endpoint_url or os.environ.get("AWS_ENDPOINT_URL", "")
+        hint = f"http://{given}" if "://" not in given else "http://127.0.0.1:9000"
+        raise ConfigError(
+            f"the S3 endpoint {given!r} is not a URL; give its scheme too, e.g. "
+            f"--endpoint-url {hint} (or https://…)"
+        ) from exc
 
 
 def translate(exc: Exception, what: str) -> DgError:  # noqa: PLR0911 (a flat table reads best)
