@@ -32,6 +32,7 @@ from dgagent.agent.memory import trim
 from dgagent.agent.notify import sd_notify, watchdog_interval
 from dgagent.agent.paths import AgentPaths
 from dgagent.agent.pipeline import Pipeline
+from dgagent.agent.problems import Problem, check_store, from_index, prerequisites
 from dgagent.agent.rpc import handlers
 from dgagent.agent.server import RpcServer
 from dgagent.agent.status import agent_status
@@ -39,7 +40,7 @@ from dgagent.agent.targets import abort_orphan_uploads, build_targets
 from dgagent.agent.watcher import Watcher
 from dgagent.agent.workers import Target, Workers
 from dgagent.engine.cache import ReferenceCache
-from dgagent.errors import DgError, disk_full
+from dgagent.errors import DgError, ToolMissingError, disk_full
 from dgagent.settings import EngineSettings, from_env
 
 __all__ = ["Agent", "AlreadyRunningError"]
@@ -75,6 +76,11 @@ class Agent:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._instance_lock = InstanceLock(paths)
+        self.stores_checked = False
+        """Whether each watch's store has been checked once since start (``start`` waits)."""
+        self.checked: dict[str, Problem] = {}
+        """Problems found by checks (the config's last reload, each watch's store), by what
+        was checked; status adds those the index shows (problems.py)."""
         self.index: Index
         self.workers: Workers
         self.pipeline: Pipeline
@@ -91,11 +97,17 @@ class Agent:
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT or a shutdown request; returns the exit code."""
+        for missing in prerequisites():
+            # Every delta would fail: refuse to start rather than fail each file in a log.
+            raise ToolMissingError(f"{missing.problem} ({missing.fix})")
         self.acquire_lock()
         self.index = Index(self.paths.index)
         requeued = self.index.requeue_interrupted()
         if requeued:
             log.info("resuming %d operations interrupted by the last stop", requeued)
+        retried = self.index.retry_failed()
+        if retried:
+            log.info("retrying %d files that failed before this start", retried)
         self.pipeline = Pipeline(
             self.index,
             self.bus,
@@ -105,6 +117,7 @@ class Agent:
             wake_workers=lambda: self.workers.wake(),  # noqa: PLW0108 (workers come later)
         )
         self._apply(self.config)
+        threading.Thread(target=self.check_stores, name="check-stores", daemon=True).start()
         abort_orphan_uploads(self.targets().values(), datetime.fromtimestamp(self.started, tz=UTC))
         self.workers = Workers(
             self.index,
@@ -132,6 +145,9 @@ class Agent:
         scheduler = BackgroundScheduler(daemon=True)
         scheduler.add_job(
             self.request_scan, "interval", seconds=self.config.agent.reconcile_interval
+        )
+        scheduler.add_job(
+            self.check_stores, "interval", seconds=self.config.agent.reconcile_interval
         )
         scheduler.start()
         self.workers.start()
@@ -205,11 +221,42 @@ class Agent:
             config = config_file.load(self.paths.config_file)
         except DgError as exc:
             log.error("config not reloaded: %s", exc)
+            self.checked["config"] = Problem(  # one key: a plain assignment needs no lock
+                f"the config file is not valid, so the agent keeps its previous settings: {exc}",
+                f"fix {self.paths.config_file} (or undo the edit), then: dg-agent stop && "
+                "dg-agent start",
+            )
             self.bus.publish("agent.error", {"error": str(exc)})
             return
+        self.checked.pop("config", None)
         self._apply(config)
+        threading.Thread(target=self.check_stores, name="check-stores", daemon=True).start()
         self.request_scan(None)
         self.bus.publish("config.reloaded", {"watches": list(self._targets)})
+
+    def check_stores(self) -> None:
+        """Whether each watch's store answers (one LIST each): at start, after a config change
+        and at every reconcile interval, so a fixed bucket or credential clears its problem."""
+        targets = self.targets()
+        found = {f"store {name}": check_store(target) for name, target in targets.items()}
+        with self._lock:
+            for key in [k for k in self.checked if k.startswith("store ")]:
+                if key not in found:  # a watch removed since
+                    del self.checked[key]
+            for key, problem in found.items():
+                if problem is None:
+                    self.checked.pop(key, None)
+                    continue
+                if key not in self.checked:
+                    log.error("%s (%s)", problem.problem, problem.fix)
+                self.checked[key] = problem
+        self.stores_checked = True
+
+    def problems(self) -> list[Problem]:
+        """Everything the user must act on, each with its fix (problems.py)."""
+        with self._lock:
+            checked = list(self.checked.values())
+        return [*checked, *from_index(self.index, self.targets())]
 
     def targets(self) -> dict[str, Target]:
         with self._lock:

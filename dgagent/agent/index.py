@@ -412,6 +412,52 @@ class Index:
                 )
             return True
 
+    def retry_failed(self, watch: str | None = None) -> int:
+        """Queue every failed file again (of one watch, or all): at start, since what failed
+        may work now (a tool installed, a bucket made), and on ``dg-agent retry``."""
+        sql = "UPDATE files SET state='queued', next_attempt=0, attempts=0, updated=? "
+        sql += "WHERE state='failed'" + (" AND watch=?" if watch is not None else "")
+        args: tuple[Any, ...] = (time.time(),) + ((watch,) if watch is not None else ())
+        with self._tx() as db:
+            return db.execute(sql, args).rowcount
+
+    def failures(self) -> dict[str, tuple[int, str]]:
+        """Per watch: how many files failed, and the newest error."""
+        with self._use() as db:
+            rows = db.execute(
+                "SELECT watch, COUNT(*), (SELECT error FROM files f2 WHERE f2.watch=f.watch "
+                "AND f2.state='failed' ORDER BY updated DESC LIMIT 1) "
+                "FROM files f WHERE state='failed' GROUP BY watch"
+            ).fetchall()
+        return {watch: (n, error or "") for watch, n, error in rows}
+
+    def layout(self) -> dict[str, tuple[int, int]]:
+        """Per watch: stored files, and how many of them share their folder (their DeltaSpace)
+        with another stored file; only those can ever be a delta of an earlier version."""
+        with self._use() as db:
+            rows = db.execute(
+                "SELECT watch, SUM(n), SUM(CASE WHEN n > 1 THEN n ELSE 0 END) FROM ("
+                " SELECT watch, rtrim(key, replace(key, '/', '')) AS space, COUNT(*) AS n"
+                " FROM files WHERE state='stored' AND key IS NOT NULL GROUP BY watch, space"
+                ") GROUP BY watch"
+            ).fetchall()
+        return {watch: (int(total), int(shared)) for watch, total, shared in rows}
+
+    def poor_archive_deltas(self, suffixes: tuple[str, ...], ratio: float) -> dict[str, int]:
+        """Per watch: zip-like files stored with the default codec at more than ``ratio`` of
+        their size (the archive codec stores such files 41-56 % smaller)."""
+        like = " OR ".join("lower(path) LIKE ?" for _ in suffixes)
+        with self._use() as db:
+            rows = db.execute(
+                "SELECT watch, COUNT(*) FROM files WHERE state='stored' "  # noqa: S608
+                "AND (codec IS NULL OR codec='compat') AND original_size > 0 "
+                # The first file of a folder has nothing to delta against: not a poor delta.
+                "AND coalesce(why, '') NOT LIKE 'new reference: the first%' "
+                f"AND stored_size > ? * original_size AND ({like}) GROUP BY watch",
+                (ratio, *(f"%{s}" for s in suffixes)),
+            ).fetchall()
+        return {watch: int(n) for watch, n in rows}
+
     def requeue_interrupted(self) -> int:
         """At start: work a killed agent left half-done is done again."""
         with self._tx() as db:

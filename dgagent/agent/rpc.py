@@ -166,6 +166,14 @@ def handlers(agent: Agent) -> dict[str, Handler]:  # noqa: PLR0915 (one table of
         agent.workers.wake()
         return {"watch": watch, "path": path}
 
+    def retry(params: dict[str, Any]) -> Any:
+        """One file (``watch`` and ``path``), or every failed file of a watch or of all."""
+        if "path" in params:
+            return item(params, agent.index.retry)
+        count = agent.index.retry_failed(watch_param(params))
+        agent.workers.wake()
+        return {"retried": count}
+
     def browse_buckets(params: dict[str, Any]) -> Any:
         roots = sorted({parse_location(t.watch.url).storage.url for t in agent.targets().values()})
         buckets: list[str] = []
@@ -273,7 +281,7 @@ def handlers(agent: Agent) -> dict[str, Handler]:  # noqa: PLR0915 (one table of
         "pause": pause,
         "resume": resume,
         "rescan": rescan,
-        "retry": lambda p: item(p, agent.index.retry),
+        "retry": retry,
         "cancel": lambda p: item(p, agent.index.cancel),
         "browse.buckets": browse_buckets,
         "browse.list": browse_list,

@@ -73,5 +73,7 @@ def agent_status(agent: Agent) -> dict[str, Any]:
         "cache": {"hits": agent.cache.hits, "misses": agent.cache.misses},
         "bytes": {"original": original, "stored": stored, "saved": original - stored},
         "config": str(agent.paths.config_file),
+        "problems": [p.record() for p in agent.problems()],
+        "checked": agent.stores_checked,
         "requests": {"total": sum(requests.values()), **requests},
     }
