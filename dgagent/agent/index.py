@@ -443,7 +443,9 @@ class Index:
             ).fetchall()
         return {watch: (int(total), int(shared)) for watch, total, shared in rows}
 
-    def poor_archive_deltas(self, suffixes: tuple[str, ...], ratio: float) -> dict[str, int]:
+    def poor_archive_deltas(
+        self, suffixes: tuple[str, ...], ratio: float, first: str
+    ) -> dict[str, int]:
         """Per watch: zip-like files stored with the default codec at more than ``ratio`` of
         their size (the archive codec stores such files 41-56 % smaller)."""
         like = " OR ".join("lower(path) LIKE ?" for _ in suffixes)
@@ -452,9 +454,9 @@ class Index:
                 "SELECT watch, COUNT(*) FROM files WHERE state='stored' "  # noqa: S608
                 "AND (codec IS NULL OR codec='compat') AND original_size > 0 "
                 # The first file of a folder has nothing to delta against: not a poor delta.
-                "AND coalesce(why, '') NOT LIKE 'new reference: the first%' "
+                "AND coalesce(why, '') NOT LIKE ? "
                 f"AND stored_size > ? * original_size AND ({like}) GROUP BY watch",
-                (ratio, *(f"%{s}" for s in suffixes)),
+                (f"{first}%", ratio, *(f"%{s}" for s in suffixes)),
             ).fetchall()
         return {watch: int(n) for watch, n in rows}
 

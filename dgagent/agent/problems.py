@@ -16,20 +16,12 @@ from dataclasses import dataclass
 
 from dgagent.agent.index import Index
 from dgagent.agent.workers import Target
+from dgagent.engine import advice
 from dgagent.engine.codec import Xdelta3
 from dgagent.errors import DgError
 from dgagent.storage import ObjectInfo, Prefix
 
 log = logging.getLogger(__name__)
-
-ZIP_LIKE = (".zip", ".jar", ".war", ".ear", ".whl", ".apk", ".aar", ".nupkg")
-"""Files the archive codec expands member by member."""
-POOR_RATIO = 0.8
-"""Default-codec deltas of zip-like files above this share of the file: the archive codec
-stored such jars 41-56 % smaller."""
-POOR_FILES = 3
-LONE_FILES = 5
-"""Stored files, each alone in its folder, before the layout is called one that cannot delta."""
 
 
 @dataclass(frozen=True)
@@ -86,26 +78,11 @@ def from_index(index: Index, watches: Iterable[str]) -> list[Problem]:
                 )
             )
     for watch, (total, shared) in sorted(index.layout().items()):
-        if watch in known and total >= LONE_FILES and shared == 0:
-            found.append(
-                Problem(
-                    f"each of the {total} files stored from {watch} is alone in its folder (one "
-                    "version per folder, as in a Maven or PyPI layout), so none can be stored as "
-                    "a delta: a delta needs an earlier version in the same folder",
-                    "store successive versions of an artifact in one folder (for example a "
-                    "watch per artifact whose URL is one folder); nothing is lost as it is",
-                    watch,
-                )
-            )
-    for watch, n in sorted(index.poor_archive_deltas(ZIP_LIKE, POOR_RATIO).items()):
-        if watch in known and n >= POOR_FILES:
-            found.append(
-                Problem(
-                    f"{n} zip-like files (jar, wheel, zip…) in {watch} were stored at over "
-                    f"{POOR_RATIO:.0%} of their size with the default codec",
-                    "try the archive codec (smaller deltas of zip members, read by dg-agent "
-                    f"only): dg-agent watch add {shlex.quote(watch)} URL --codec archive",
-                    watch,
-                )
-            )
+        if watch in known and total >= advice.LONE_FILES and shared == 0:
+            found.append(Problem(*advice.lonely(total, watch), watch))
+    poor = index.poor_archive_deltas(advice.ZIP_LIKE, advice.POOR_RATIO, advice.FIRST)
+    for watch, n in sorted(poor.items()):
+        if watch in known and n >= advice.POOR_FILES:
+            fix = f"dg-agent watch add {shlex.quote(watch)} URL --codec archive"
+            found.append(Problem(*advice.poor_zips(n, watch, fix), watch))
     return found

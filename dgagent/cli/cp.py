@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from dgagent.cli.common import Progress, Session, add_reference_policy, print_json, report_errors
@@ -14,7 +15,14 @@ from dgagent.cli.paths import (
     upload_key,
     walk,
 )
-from dgagent.cli.transfer import Download, Outcome, Upload, download_all, upload_all
+from dgagent.cli.transfer import (
+    Download,
+    Outcome,
+    Upload,
+    advise,
+    download_all,
+    upload_all,
+)
 from dgagent.engine.store import Entry
 from dgagent.errors import ConfigError, DgError, NotFoundError
 from dgagent.storage import is_store_url
@@ -33,7 +41,8 @@ def run(args: argparse.Namespace, session: Session) -> int:
     else:
         outcome = _download(args, session, filters)
     if args.json:
-        print_json({"files": outcome.done, "errors": outcome.errors})
+        doc = {"files": outcome.done, "errors": outcome.errors}
+        print_json(doc | ({"advice": outcome.advice} if outcome.advice else {}))
     return 1 if report_errors(outcome.errors) else 0
 
 
@@ -52,7 +61,7 @@ def _upload(args: argparse.Namespace, session: Session, filters: Filters) -> Out
         raise NotFoundError(f"{source} does not exist")
     progress = Progress(len(jobs), enabled=None if not args.json else False)
     try:
-        return upload_all(
+        outcome = upload_all(
             store,
             jobs,
             delta=not args.no_delta,
@@ -63,6 +72,10 @@ def _upload(args: argparse.Namespace, session: Session, filters: Filters) -> Out
         )
     finally:
         progress.clear()
+    rerun = f"dg-agent cp -r --codec archive {shlex.quote(args.src)} {shlex.quote(args.dst)}"
+    archive = session.settings.codec == "archive"
+    advise(outcome, args.dst, None if archive else rerun, quiet=args.json or args.quiet)
+    return outcome
 
 
 def _download(args: argparse.Namespace, session: Session, filters: Filters) -> Outcome:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,14 @@ from dgagent.cli.common import (
     report_errors,
 )
 from dgagent.cli.paths import Filters, folder_prefix, local_path_for, walk
-from dgagent.cli.transfer import Download, Outcome, Upload, download_all, upload_all
+from dgagent.cli.transfer import (
+    Download,
+    Outcome,
+    Upload,
+    advise,
+    download_all,
+    upload_all,
+)
 from dgagent.engine.store import DeltaStore, Entry
 from dgagent.errors import ConfigError, DgError, NotFoundError
 from dgagent.fileio import sha256_file
@@ -88,7 +96,8 @@ def run(args: argparse.Namespace, session: Session) -> int:
     else:
         outcome = _to_local(args, session, filters, quiet)
     if args.json:
-        print_json({"files": outcome.done, "errors": outcome.errors})
+        doc = {"files": outcome.done, "errors": outcome.errors}
+        print_json(doc | ({"advice": outcome.advice} if outcome.advice else {}))
     elif not outcome.done and not outcome.errors and not args.quiet:  # dryrun plans count too
         print("up to date: nothing to transfer")
     return 1 if report_errors(outcome.errors) else 0
@@ -121,6 +130,13 @@ def _to_store(args: argparse.Namespace, session: Session, filters: Filters, quie
         )
     finally:
         progress.clear()
+    # Files already stored stay as they are (sync sees them unchanged): the next versions.
+    rerun = (
+        f"dg-agent sync --codec archive {shlex.quote(args.src)} {shlex.quote(args.dst)} for "
+        "the next versions"
+    )
+    archive = session.settings.codec == "archive"
+    advise(outcome, args.dst, None if archive else rerun, quiet=quiet)
     if args.delete:
         gone = [remote[rel].stored_key for rel in remote if rel not in local]
         if gone and not local:

@@ -8,14 +8,15 @@ DeltaSpace per thread: the files of one DeltaSpace are stored one at a time, in 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from dgagent.cli.common import Progress, human, percent
-from dgagent.engine import keys
+from dgagent.engine import advice, keys
 from dgagent.engine.metadata import Kind
 from dgagent.engine.store import DeltaStore, Entry, GetResult, PutResult
 from dgagent.errors import DgError
@@ -46,6 +47,18 @@ class Download:
 class Outcome:
     done: list[dict[str, Any]]
     errors: list[str]
+    stored: list[PutResult] = field(default_factory=list)
+    advice: list[dict[str, str]] = field(default_factory=list)
+    """What the stored files suggest (engine/advice.py): ``problem`` and ``fix``."""
+
+
+def advise(outcome: Outcome, where: str, rerun: str | None, *, quiet: bool) -> None:
+    """Say what the files just stored suggest (one version per folder, zip-like files the
+    default codec stored poorly), on stderr unless quiet, and into ``outcome.advice``."""
+    for problem, fix in advice.from_results(outcome.stored, where, rerun):
+        outcome.advice.append({"problem": problem, "fix": fix})
+        if not quiet:
+            print(f"note: {problem}\n  fix: {fix}", file=sys.stderr)
 
 
 def put_record(store: DeltaStore, source: Path, result: PutResult) -> dict[str, Any]:
@@ -121,6 +134,7 @@ def upload_all(
         finally:
             progress.finish_one()
         outcome.done.append(put_record(store, job.source, result))
+        outcome.stored.append(result)
         if not quiet:
             progress.say(f"upload: {job.source} to {store.url(result.key)} {describe_put(result)}")
 

@@ -3,8 +3,10 @@ the fix, a non-zero exit, no traceback, and nothing half-written."""
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import boto3
@@ -137,3 +139,26 @@ def test_a_failed_delta_upload_leaves_no_orphan_reference(
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     left = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert [k for k in left if not k.startswith(".dg/")] == []  # the probe of the server may stay
+
+
+def test_sync_says_when_a_layout_cannot_delta_and_when_jars_delta_poorly(
+    cli: Cli, tmp_path: Path
+) -> None:
+    maven, jars = tmp_path / "maven", tmp_path / "jars"
+    for v in range(5):  # one version per folder, as a Maven repository lays artifacts out
+        release(maven / "app" / f"1.{v}", v)
+    rng = random.Random(5)
+    jars.mkdir()
+    for v in range(4):
+        with zipfile.ZipFile(jars / f"lib-{v}.jar", "w", zipfile.ZIP_STORED) as jar:
+            jar.writestr("blob.bin", rng.randbytes(60_000))
+    lonely = cli.ok("sync", maven, f"file://{tmp_path}/store/maven/")
+    assert "note: each of the 5 files stored from" in lonely.err
+    assert "alone in its folder" in lonely.err and "fix: store successive versions" in lonely.err
+    poor = cli.ok("sync", "--json", jars, f"file://{tmp_path}/store/jars/").json()
+    (found,) = poor["advice"]
+    assert "3 zip-like files" in found["problem"] and "--codec archive" in found["fix"]
+    quiet = cli.ok("cp", "-r", "-q", jars, f"file://{tmp_path}/store/again/")
+    assert quiet.err == ""  # -q: errors only
+    again = cli.ok("cp", "-r", "--codec", "archive", jars, f"file://{tmp_path}/store/archive/")
+    assert "zip-like" not in again.err  # the advice is about the default codec only
