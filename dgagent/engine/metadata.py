@@ -15,6 +15,7 @@ anything is written.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -176,10 +177,16 @@ def direct_metadata(
     return _fit(meta, "dg-original-name", name)
 
 
-def _field(meta: Mapping[str, str], name: str) -> str | None:
-    """First non-empty value among the aliases of ``name`` (given as ``x-y``)."""
+@functools.cache
+def _aliases(name: str) -> tuple[str, ...]:
     snake = name.replace("-", "_")
-    for alias in (f"dg-{name}", f"dg_{snake}", snake, name):
+    return (f"dg-{name}", f"dg_{snake}", snake, name)
+
+
+def _field(meta: Mapping[str, str], name: str) -> str | None:
+    """First non-empty value among the aliases of ``name`` (given as ``x-y``). Built once per
+    name: a listing of 20,000 objects parses 20,000 metadata dicts."""
+    for alias in _aliases(name):
         value = meta.get(alias)
         if value:
             return value

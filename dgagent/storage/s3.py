@@ -23,12 +23,14 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import boto3
 import botocore.exceptions
+import botocore.session
+import botocore.utils
 from botocore.config import Config
 
 from dgagent.errors import (
@@ -107,6 +109,17 @@ def counted_client(options: S3Options, *, shared: bool = False) -> tuple[S3Clien
         return client, requests
 
 
+def parse_timestamp(value: str) -> datetime:
+    """LIST's ISO 8601 times (``2026-12-01T10:00:00.000Z``) by the standard library, others
+    (HEAD's ``Last-Modified`` header) by botocore's own parser. botocore's default goes through
+    dateutil for every object: 4.5 CPU seconds of a 20,000-object listing."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return botocore.utils.parse_timestamp(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def make_client(options: S3Options) -> S3Client:
     """A boto3 S3 client with retries and the checksum setting applied."""
     extra: dict[str, Any] = {}
@@ -120,8 +133,14 @@ def make_client(options: S3Options) -> S3Client:
         read_timeout=60,
         **extra,
     )
+    core = botocore.session.get_session()
+    core.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=parse_timestamp
+    )
     try:
-        session = boto3.Session(profile_name=options.profile, region_name=options.region)
+        session = boto3.Session(
+            profile_name=options.profile, region_name=options.region, botocore_session=core
+        )
     except botocore.exceptions.ProfileNotFound as exc:
         raise AccessDeniedError(
             f"AWS profile {options.profile!r} is not configured; check ~/.aws/config or drop "

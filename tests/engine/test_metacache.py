@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,15 +40,29 @@ def test_a_hit_only_for_the_same_version(tmp_path: Path) -> None:
 
 
 def test_bounded_keeping_the_recently_used(tmp_path: Path) -> None:
-    cache = MetadataCache(tmp_path / "m.sqlite", max_entries=100)
+    cache = MetadataCache(tmp_path / "m.sqlite", max_entries=100, used_grain=0)
     cache.remember(SCOPE, [(obj(f"k{n}"), {"n": str(n)}) for n in range(90)])
+    time.sleep(0.01)
     assert len(cache.lookup(SCOPE, [obj("k0")])) == 1  # k0 is now the most recently used
+    time.sleep(0.01)
     cache.remember(SCOPE, [(obj(f"k{n}"), {"n": str(n)}) for n in range(90, 150)])
     with sqlite3.connect(tmp_path / "m.sqlite") as db:
         (count,) = db.execute("SELECT count(*) FROM heads").fetchone()
     assert count <= 100
     assert cache.lookup(SCOPE, [obj("k0")]) == {"k0": {"n": "0"}}
     assert cache.lookup(SCOPE, [obj("k1")]) == {}  # least recently used: gone
+
+
+def test_a_repeated_lookup_writes_nothing(tmp_path: Path) -> None:
+    """Last use is kept to the hour: a warm listing only reads the cache."""
+    path = tmp_path / "m.sqlite"
+    cache = MetadataCache(path)
+    cache.remember(SCOPE, [(obj(f"k{n}"), {"n": str(n)}) for n in range(50)])
+    with sqlite3.connect(path) as db:
+        before = db.execute("SELECT sum(used) FROM heads").fetchone()
+    assert len(cache.lookup(SCOPE, [obj(f"k{n}") for n in range(50)])) == 50
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT sum(used) FROM heads").fetchone() == before
 
 
 def _fill(path: str, start: int) -> None:
