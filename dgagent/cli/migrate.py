@@ -28,6 +28,7 @@ from dgagent.cli.common import (
     Session,
     add_reference_policy,
     human,
+    nothing_stored,
     percent,
     print_json,
     report_errors,
@@ -79,6 +80,8 @@ class Source:
 def _local_source(root: Path, filters: Filters) -> Source:
     if not root.is_dir():
         raise NotFoundError(f"{root} is not a folder or store URL; migrate copies folders")
+    if not any(root.iterdir()):
+        raise NotFoundError(f"{root} is empty: there is nothing to migrate; check the path")
     items = []
     for rel, path in walk(root):
         if filters.wants(rel):
@@ -93,6 +96,8 @@ def _store_source(session: Session, url: str, filters: Filters) -> Source:
     prefix = folder_prefix(location.key)
     items = []
     entries = [e for e in store.list_files(prefix, recursive=True) if isinstance(e, Entry)]
+    if not entries:
+        raise nothing_stored(location.url)
     used = {keys.deltaspace_of(e.stored_key) for e in entries if e.kind is Kind.DELTA}
     problems = _unused_references(store, prefix, filters, used)
     for entry in entries:

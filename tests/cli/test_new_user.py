@@ -162,3 +162,14 @@ def test_sync_says_when_a_layout_cannot_delta_and_when_jars_delta_poorly(
     assert quiet.err == ""  # -q: errors only
     again = cli.ok("cp", "-r", "--codec", "archive", jars, f"file://{tmp_path}/store/archive/")
     assert "zip-like" not in again.err  # the advice is about the default codec only
+
+
+def test_migrate_from_a_path_that_holds_nothing(cli: Cli, tmp_path: Path) -> None:
+    store = f"file://{tmp_path}/store/"
+    cli.ok("cp", release(tmp_path / "src", 1), f"{store}rel/")
+    result = cli("migrate", "--yes", f"{store}rle/", f"file://{tmp_path}/dest/")
+    assert_clean_failure(result, f"nothing is stored under {store}rle/")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_clean_failure(cli("migrate", "--yes", empty, f"file://{tmp_path}/dest/"), "is empty")
+    assert not (tmp_path / "dest").exists()
