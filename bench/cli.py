@@ -3,10 +3,12 @@
 python -m bench                      # the corpus at --corpus, else the synthetic generator
 python -m bench --corpus /tmp/corpus # a folder of family folders (what fetch.sh fills)
 python -m bench --fetch              # run ../shared/corpus/fetch.sh into the cache dir first
-python -m bench --quick              # ~3 minutes: fewer versions, files and idle seconds
+python -m bench --quick              # ~5 minutes: fewer versions, files, idle seconds, objects
 python -m bench --series botocore    # also 40 botocore wheels in a row (bench/long_series.sh)
-python -m bench --series-dir DIR --skip size --skip speed --skip overhead --skip agent
+python -m bench --series-dir DIR --skip size --skip speed --skip overhead --skip agent --skip scale
                                      # the long-series section alone, on a folder of versions
+python -m bench --skip size --skip speed --skip overhead --skip agent --skip series
+                                     # the bucket-scale section alone (--scale-objects N)
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import agent, corpus, machine, overhead, report, series, sizes, speed, targets
+from bench import agent, corpus, machine, overhead, report, scale, series, sizes, speed, targets
 from bench.context import Context
 from bench.servers import S3Server
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("size", "speed", "overhead", "agent", "series")
+SECTIONS = ("size", "speed", "overhead", "agent", "series", "scale")
 ON_S3 = ("size", "speed", "overhead", "agent")
 """The sections that measure the corpus families on the S3 server."""
+SCALE_OBJECTS = 20_000
+SCALE_OBJECTS_QUICK = 2_000
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -55,7 +59,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="where --series keeps its wheels (default: %(default)s)",
     )
     p.add_argument("--series-dir", type=Path, help="a folder of versions of one artifact")
-    p.add_argument("--quick", action="store_true", help="a ~3 minute run (the table says so)")
+    p.add_argument(
+        "--scale-objects",
+        type=int,
+        metavar="N",
+        help=f"objects in each bucket of the scale section (default {SCALE_OBJECTS:,}; "
+        f"{SCALE_OBJECTS_QUICK:,} with --quick)",
+    )
+    p.add_argument("--quick", action="store_true", help="a ~5 minute run (the table says so)")
     p.add_argument("--runs", type=int, help="runs per timing (default 3)")
     p.add_argument("--skip", action="append", choices=SECTIONS, default=[], help="skip a section")
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "latest.json")
@@ -96,6 +107,12 @@ def _measure_on_s3(
         results["agent"] = agent.measure(ctx, log)
 
 
+def _scale_objects(args: argparse.Namespace) -> int:
+    if args.scale_objects is not None:
+        return int(args.scale_objects)
+    return SCALE_OBJECTS_QUICK if args.quick else SCALE_OBJECTS
+
+
 def _series(args: argparse.Namespace, work: Path, log: series.Log) -> dict[str, Any]:
     if args.series_dir:
         folder = args.series_dir.resolve()
@@ -128,9 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="dg-bench-"))
     results: dict[str, Any] = {"machine": machine.describe()}
     on_s3 = [s for s in ON_S3 if s not in args.skip]
+    with_scale = "scale" not in args.skip
     try:
         # The families (and the S3 server) only for the sections that use them, so that the
-        # long-series section alone starts neither.
+        # long-series section alone starts neither (the scale section makes its own buckets).
         families, described = _families(args, work) if on_s3 else ([], "none")
         runs = args.runs or 3
         results["settings"] = {
@@ -140,9 +158,12 @@ def main(argv: list[str] | None = None) -> int:
             "families": {f.name: [p.name for p in f.files] for f in families},
         }
         log(f"{len(families)} families; work dir {work}")
-        with S3Server() if on_s3 else contextlib.nullcontext() as s3:
+        with S3Server() if on_s3 or with_scale else contextlib.nullcontext() as s3:
             if s3 is not None:
-                _measure_on_s3(args, Context(work, s3, families, runs, args.quick), results, log)
+                ctx = Context(work, s3, families, runs, args.quick)
+                _measure_on_s3(args, ctx, results, log)
+                if with_scale:
+                    results["scale"] = scale.measure(ctx, _scale_objects(args), log)
         if "series" not in args.skip:
             results["series"] = _series(args, work / "series", log)
         results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]

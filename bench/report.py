@@ -195,6 +195,95 @@ def series_table(series: dict[str, Any]) -> list[str]:
     return out
 
 
+SCALE_ROWS = (
+    ("boto3 list", "plain boto3 `list_objects_v2` paginator, in process (the floor)"),
+    ("deltaglider start-up", "DeltaGlider `--version` (start-up alone)"),
+    ("dg-agent start-up", "dg-agent `--version` (start-up alone)"),
+    ("deltaglider ls", "DeltaGlider `ls -r` (stored sizes only: it reads no metadata)"),
+    ("dg-agent ls cold", "dg-agent `ls -r`, empty metadata cache (cold)"),
+    ("dg-agent ls warm", "dg-agent `ls -r` again (warm)"),
+    ("deltaglider stats", "DeltaGlider `stats` (quick, its default: no original sizes)"),
+    ("deltaglider stats detailed", "DeltaGlider `stats --detailed` (exact)"),
+    ("dg-agent stats", "dg-agent `stats` (warm)"),
+    ("deltaglider sync", "DeltaGlider `sync` of the unchanged folder"),
+    ("dg-agent sync", "dg-agent `sync` of the unchanged folder (warm)"),
+    ("deltaglider rm", "DeltaGlider `rm -r`"),
+    ("dg-agent rm", "dg-agent `rm -r`"),
+)
+SCALE_OPS = ("LIST", "HEAD", "GET", "PUT", "POST", "DELETE")
+"""The request columns (POST is DeleteObjects); any other operation still counts in the total."""
+SCALE_VERSUS = (
+    ("`ls -r`", "dg-agent ls warm", "deltaglider ls"),
+    ("`stats`", "dg-agent stats", "deltaglider stats"),
+    ("`stats` against DeltaGlider's `--detailed`", "dg-agent stats", "deltaglider stats detailed"),
+    ("unchanged `sync`", "dg-agent sync", "deltaglider sync"),
+    ("`rm -r`", "dg-agent rm", "deltaglider rm"),
+)
+"""dg-agent's row against DeltaGlider's doing the same job (dg-agent warm where it has a cache)."""
+
+
+def _scale_result(key: str, r: dict[str, Any]) -> str:
+    """What a command found or did: files listed, objects left, or files uploaded."""
+    if r["left"] is not None:
+        return f"{r['left']:,} left"
+    if r["files"] is not None:
+        return f"{r['files']:,} {'objects' if key == 'boto3 list' else 'files'}"
+    if key.endswith("start-up"):
+        return ""
+    return f"{r['requests'].get('PUT', 0) + r['requests'].get('PART', 0)} uploaded"
+
+
+def _scale_seconds(r: dict[str, Any], runs: int) -> str:
+    once = len(r["samples"]) == 1 and runs > 1
+    return _s(r["seconds"]) + (" (1 run)" if once else "")
+
+
+def scale_table(scale: dict[str, Any]) -> list[str]:
+    rows, runs, objects = scale["rows"], scale["runs"], scale["objects"]
+    counts = sorted(set(objects.values()))
+    size = " / ".join(f"{n:,}" for n in counts)
+    out = [
+        f"| {size} objects per bucket, {scale['spaces']} DeltaSpaces | result "
+        + "".join(f"| {op} " for op in SCALE_OPS)
+        + f"| requests | wall s (median of {runs}) | CPU s |",
+        "|---|---:" + "|---:" * len(SCALE_OPS) + "|---:|---:|---:|",
+    ]
+    for key, label in SCALE_ROWS:
+        r = rows.get(key)
+        if r is None:
+            continue
+        ops = "".join(f"| {r['requests'].get(op, 0):,} " for op in SCALE_OPS)
+        out.append(
+            f"| {label} | {_scale_result(key, r)} {ops}| {r['total']:,} "
+            f"| {_scale_seconds(r, runs)} | {_s(r.get('cpu_seconds'))} |"
+        )
+    versus = [_versus(rows, *v) for v in SCALE_VERSUS]
+    return [*out, "", *(line for line in versus if line)]
+
+
+def _versus(rows: dict[str, Any], what: str, ours: str, theirs: str) -> str:
+    a, b = rows.get(ours), rows.get(theirs)
+    if a is None or b is None:
+        return ""
+    partial = ""
+    if a["files"] is not None and b["files"] is not None and b["files"] < a["files"]:
+        partial = f"; DeltaGlider's covers only {b['files']:,} of the {a['files']:,} files"
+    return (
+        f"- {what}: dg-agent {_took(a)}, DeltaGlider {_took(b)}: "
+        f"{_x(a['seconds'], b['seconds'])} the wall time{partial}."
+    )
+
+
+def _took(r: dict[str, Any]) -> str:
+    cpu = r.get("cpu_seconds")
+    cpu_part = "" if cpu is None else f" ({_s(cpu)} s CPU)"
+    return f"{_s(r['seconds'])} s{cpu_part} and {_requests(r['total'])}"
+
+
+def _requests(n: int) -> str:
+    return f"{n:,} request" + ("" if n == 1 else "s")
+
+
 def targets_table(targets: list[dict[str, Any]]) -> list[str]:
     rows = ["| target | met | measured |", "|---|---|---|"]
     for t in targets:
@@ -223,6 +312,18 @@ def _load(m: dict[str, Any]) -> str:
     )
 
 
+ALONE = (
+    ("scale", "bucket-scale section ran (on moto_server on 127.0.0.1)"),
+    ("series", "long-release-series section ran (into local `file://` stores)"),
+)
+
+
+def _alone(results: dict[str, Any]) -> str:
+    """The scope line of a run that measured no corpus family: the sections that ran."""
+    ran = [what for key, what in ALONE if results.get(key) and "skipped" not in results[key]]
+    return "Only the " + (" and the ".join(ran) or "targets section ran") + "."
+
+
 def markdown(results: dict[str, Any]) -> str:
     runs = results["settings"]["runs"]
     if results["settings"]["families"]:
@@ -232,7 +333,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{runs} runs per timing; S3 is moto_server on 127.0.0.1."
         )
     else:
-        scope = "Only the long-release-series section ran (into local `file://` stores)."
+        scope = _alone(results)
     parts = [scope, "", f"Machine: {machine_line(results['machine'])}."]
     sections: list[tuple[str, Callable[[Any], list[str]], str]] = [
         ("Size", sizes_table, "sizes"),
@@ -241,6 +342,7 @@ def markdown(results: dict[str, Any]) -> str:
         ("Engine overhead", overhead_table, "overhead"),
         ("Agent", agent_table, "agent"),
         ("Long release series", series_table, "series"),
+        ("Bucket scale", scale_table, "scale"),
         ("Targets", targets_table, "targets"),
     ]
     for title, fn, key in sections:
@@ -273,15 +375,23 @@ the same packages as plain tars) into `~/.cache/dg-agent-bench/corpus`; it needs
 The benchmark needs the test extras (`pip install -e '.[test]'`: moto[server], deltaglider
 6.2.0) and `xdelta3` on PATH. It prints the tables, writes every sample to
 `bench/results/latest.json` and rewrites this page. A full run on the real corpus takes 5 to 9
-minutes on 2 cores (more on a busy machine); `--quick` (about 3 minutes) uses 3 versions per
-family, 1,000 agent files and a 20 s idle window.
+minutes on 2 cores (more on a busy machine), plus about 18 for the bucket-scale section (`--skip
+scale` leaves it out); `--quick` (about 5 minutes) uses 3 versions per family, 1,000 agent files,
+a 20 s idle window and 2,000-object buckets.
 
 `--series PACKAGE` runs `bench/long_series.sh` (`--series-count` consecutive wheels of a PyPI
 package, 40 by default, ~650 MB for botocore) into `~/.cache/dg-agent-bench/series/PACKAGE`;
 `--series-dir DIR` takes any folder of versions of one artifact, in release order by mtime, then
 name. Without either, the long-series section says it was skipped. Alone, it takes 5 to 10 minutes
 on 40 botocore wheels: `python -m bench --series-dir DIR --skip size --skip speed --skip overhead
---skip agent --no-docs --json bench/results/series-NAME.json`.
+--skip agent --skip scale --no-docs --json bench/results/series-NAME.json`.
+
+The bucket-scale section fills two buckets of `--scale-objects` objects each (20,000 by default,
+2,000 with `--quick`) and times `ls -r`, `stats`, an unchanged `sync` and `rm -r` on them. Alone,
+it takes about 18 minutes at 20,000 objects on 2 cores (2 at 2,000), most of it moto filling the
+buckets and DeltaGlider's `rm -r` (a HEAD and a DELETE per object): `python -m bench --skip size
+--skip speed --skip overhead --skip agent --skip series --no-docs --json
+bench/results/scale.json`.
 
 ## What the numbers mean
 
@@ -320,6 +430,17 @@ on 40 botocore wheels: `python -m bench --series-dir DIR --skip size --skip spee
   DeltaGlider cannot read. The simulations' encode seconds are summed per strategy. Read back:
   `dg-agent verify -r` of the rotate store with an empty cache, each SHA-256 compared with the
   source file's.
+- **Bucket scale**: `ls -r`, `stats`, a `sync` of an unchanged folder and `rm -r` of a bucket of
+  many objects, each tool as a fresh process pointed at a proxy that counts its S3 requests by
+  operation (POST is DeleteObjects). Each tool stores two real versions in each DeltaSpace; the
+  newest delta is then copied, metadata and all, until the bucket is full, and the local folder
+  gets a hard link of that version per copy. dg-agent keeps what a HEAD told it in a local cache
+  keyed by ETag: its first `ls -r` runs with an empty cache (cold), the later commands with the
+  cache that run filled (warm). DeltaGlider 6.2.0's `ls -r` shows stored sizes and reads no
+  metadata; its default `stats` reads none either, so it has no original sizes (`--detailed`
+  HEADs every delta for them). The `--version` rows are the start-up every command pays;
+  *boto3* lists in the benchmark's own process. *result*: the files a command listed or counted,
+  the files `sync` uploaded, or the objects `rm -r` left.
 
 ## Latest run
 

@@ -10,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import bench.cli
 import bench.report
+import bench.scale
 import bench.series
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +60,7 @@ def test_series_section_alone_on_a_tiny_series(tmp_path: Path) -> None:
     _drifting_series(tmp_path / "app")
     out = tmp_path / "series.json"
     argv = [sys.executable, "-m", "bench", "--series-dir", str(tmp_path / "app"), "--no-docs"]
-    argv += ["--json", str(out)] + [f"--skip={s}" for s in ("size", "speed", "overhead", "agent")]
+    argv += ["--json", str(out)] + [f"--skip={s}" for s in (*bench.cli.ON_S3, "scale")]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     series = json.loads(out.read_text())["series"]
@@ -86,3 +88,32 @@ def test_series_section_says_when_it_was_skipped() -> None:
         }
     )
     assert "### Long release series" in page and "| skipped | no --series" in page
+
+
+def test_scale_section_alone_on_a_small_bucket(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    argv = [sys.executable, "-m", "bench", "--scale-objects", "300", "--runs", "1", "--no-docs"]
+    argv += ["--json", str(out)] + [f"--skip={s}" for s in (*bench.cli.ON_S3, "series")]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr
+    scale = json.loads(out.read_text())["scale"]
+    rows = scale["rows"]
+    assert scale["objects"] == {"dg-agent": 300, "deltaglider": 300}
+    assert set(rows) == {key for key, _ in bench.report.SCALE_ROWS}
+    files = 300 - bench.scale.SPACES  # every object but the references
+    assert rows["boto3 list"] == {**rows["boto3 list"], "files": 300, "total": 1}
+    for key in ("dg-agent ls cold", "dg-agent ls warm", "dg-agent stats", "deltaglider ls"):
+        assert rows[key]["files"] == files, key
+    # the first listing reads each file's metadata once; every later command only lists
+    assert rows["dg-agent ls cold"]["requests"]["HEAD"] == files
+    for key in ("dg-agent ls warm", "dg-agent stats", "dg-agent sync", "deltaglider sync"):
+        assert rows[key]["requests"] == {"LIST": 1}, key
+    assert rows["deltaglider stats detailed"]["requests"]["HEAD"] == files
+    assert rows["dg-agent rm"]["left"] == rows["deltaglider rm"]["left"] == 0
+    assert rows["dg-agent rm"]["requests"]["POST"] >= 1  # DeleteObjects, not one DELETE a key
+    assert rows["dg-agent rm"]["total"] < 30 < rows["deltaglider rm"]["total"]
+    assert all(0 < r["seconds"] < 60 for r in rows.values())
+    assert rows["boto3 list"]["cpu_seconds"] is None  # in process, beside the proxy
+    assert all(0 < r["cpu_seconds"] < 60 for k, r in rows.items() if k != "boto3 list")
+    assert "### Bucket scale" in done.stdout
+    assert f"| dg-agent `ls -r` again (warm) | {files} files | 1 | 0 |" in done.stdout
