@@ -8,7 +8,6 @@ runs in its own worker; a failure there becomes an error modal, never a tracebac
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
@@ -20,12 +19,13 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.scrollbar import ScrollBar
 from textual.worker import Worker, WorkerState
 
 from dgagent.agent.client import AgentConnectionError
 from dgagent.agent.paths import agent_paths
 from dgagent.errors import DgError
-from tui import keys
+from tui import cli, folders, keys
 from tui.agent.client import AsyncAgentClient
 from tui.agent.link import AgentEvent, Backoff, LinkDown, LinkUp, Snapshot, StatusTick, follow
 from tui.agent.model import QueueModel
@@ -35,6 +35,7 @@ from tui.screens.help import HelpModal, HelpRow
 from tui.screens.modals import ErrorModal
 from tui.screens.offline import OfflineScreen
 from tui.screens.queue import QueueScreen
+from tui.widgets import WholeCellScrollBarRender
 
 MAX_EVENTS = 5000
 
@@ -57,6 +58,8 @@ class DgApp(App[None]):
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
     link_text: reactive[str] = reactive("connecting…")
+    # "connecting" (the first try), "up", "stale" (reconnected, reloading) or "down"
+    link_state: reactive[str] = reactive("connecting")
 
     def __init__(
         self,
@@ -69,6 +72,8 @@ class DgApp(App[None]):
         backoff: Backoff | None = None,
     ) -> None:
         super().__init__()
+        # Textual's documented hook for scrollbars: whole-cell thumbs, no stray ▁▂ glyphs.
+        ScrollBar.renderer = WholeCellScrollBarRender
         self.socket_path = Path(socket_path)
         self.read_only = read_only
         self.label = label or str(self.socket_path)  # what the link bar names the agent by
@@ -145,12 +150,15 @@ class DgApp(App[None]):
         if self.link_up:
             version = self.hello.get("agent", "?")
             mode = "  [b]read-only[/b]" if self.read_only else ""
-            self.link_text = f"● connected  agent {version}  {self.label}{mode}"
+            reloading = "  reloading…" if self.stale else ""
+            self.link_text = f"● connected  agent {version}  {self.label}{mode}{reloading}"
+            self.link_state = "stale" if self.stale else "up"
         else:
             state = "data is stale; " if self.stale else ""
             self.link_text = (
                 f"○ agent not reachable: {state}retrying in {self.retry_in:.1f} s  {self.label}"
             )
+            self.link_state = "down"
 
     # -- actions and workers -------------------------------------------------------------------
 
@@ -204,7 +212,15 @@ class DgApp(App[None]):
         return True
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own "Keys" (its key panel) would be listed beside ours, and its
+        # "Screenshot" writes into ~/Downloads even when that folder does not exist.
+        replaced = {"Keys", "Screenshot"}
+        yield from (c for c in super().get_system_commands(screen) if c.title not in replaced)
+        yield SystemCommand(
+            "Screenshot",
+            f"Save an SVG of this screen in {folders.save_folder()}",
+            lambda: self.set_timer(0.1, self.action_screenshot),  # after the palette closes
+        )
         yield SystemCommand("Queue", "The live upload queue (1)", lambda: self.action_mode("queue"))
         yield SystemCommand("Browse", "Stored files (2)", lambda: self.action_mode("browse"))
         yield SystemCommand(
@@ -218,6 +234,18 @@ class DgApp(App[None]):
     def _rescan(self) -> None:
         self.run_op(self.call("rescan"), "rescan")
 
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """Save an SVG of the screen and say where; on failure say why and what to do."""
+        folder = Path(path).expanduser() if path else folders.save_folder()
+        try:
+            written = Path(self.save_screenshot(filename, str(folder))).resolve()
+        except OSError as exc:
+            # Nothing to choose here: the folder is the platform's downloads folder or home.
+            fix = f"make sure {folder} is a folder you can write to"
+            self.notify(folders.cannot_write(folder, exc, fix=fix), severity="error", timeout=10)
+            return
+        self.notify(f"screenshot saved to {written}", timeout=8)
+
 
 def _describe(error: BaseException | None) -> str:
     if isinstance(error, DgError | ConnectionError | TimeoutError):
@@ -226,14 +254,7 @@ def _describe(error: BaseException | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="dg-tui", description="Watch and steer a running dg-agent from the terminal."
-    )
-    parser.add_argument("--socket", type=Path, help="the agent's socket (default: its usual path)")
-    parser.add_argument(
-        "--read-only", action="store_true", help="never delete, restore, retry or pause"
-    )
-    args = parser.parse_args(argv)
+    args = cli.parse(argv)
     socket_path = args.socket or agent_paths().socket
     DgApp(socket_path, read_only=args.read_only, keymap_file=keys.default_keymap_file()).run()
 

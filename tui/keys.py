@@ -28,7 +28,10 @@ def load_keymap(path: Path) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read the key map {path}: {exc}") from exc
+        raise ConfigError(
+            f"cannot read the key map {path} ({exc}); fix that file, or remove it to use the "
+            "default keys"
+        ) from exc
     keymap = data.get("keymap", {})
     if not isinstance(keymap, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in keymap.items()

@@ -72,6 +72,9 @@ class FakeState:
     reference_sizes: dict[str, int] = field(default_factory=dict)  # DeltaSpace prefix → size
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # ``status``'s "problems" ({"watch", "problem", "fix"} each); None leaves the field out, as
+    # an agent from before it does
+    problems: list[dict[str, Any]] | None = None
 
 
 class FakeAgent:
@@ -226,6 +229,11 @@ class FakeAgent:
                 del s.files[f.key]
             return {"deleted": [p["url"]], "warning": None}
 
+        def status(p: dict[str, Any]) -> Any:
+            with s.lock:
+                problems = None if s.problems is None else [dict(x) for x in s.problems]
+                return dict(s.status) | ({} if problems is None else {"problems": problems})
+
         def simple(name: str, result: Any) -> Any:
             def handler(p: dict[str, Any]) -> Any:
                 record(name, p)
@@ -234,7 +242,7 @@ class FakeAgent:
             return handler
 
         return {
-            "status": lambda p: dict(s.status),
+            "status": status,
             "queue": queue,
             "transfers": lambda p: {"items": list(s.transfers)},
             "browse.buckets": lambda p: {"stores": [s.root], "error": None},
@@ -249,6 +257,22 @@ class FakeAgent:
             "retry": simple("retry", {}),
             "cancel": simple("cancel", {}),
         }
+
+
+def demo_problems(watch: str = "/home/me/builds") -> list[dict[str, Any]]:
+    """Problems of the kinds the agent reports, for tests and screenshots."""
+    return [
+        {
+            "watch": None,
+            "problem": "xdelta3 was not found on PATH",
+            "fix": "install xdelta3, then: dg-agent stop && dg-agent start",
+        },
+        {
+            "watch": watch,
+            "problem": f"1 file failed in {watch}; the last error: SlowDown",
+            "fix": f"fix the cause, then: dg-agent retry {watch}",
+        },
+    ]
 
 
 def demo_state(rows: int = 12) -> FakeState:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import io
 import shutil
 import tempfile
 import time
@@ -12,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
+from textual.app import App
 from textual.pilot import Pilot
 
 from tui.agent.link import Backoff
 from tui.app import DgApp
-from tui.testing import FROZEN_EPOCH, FakeAgent
+from tui.testing import FROZEN_EPOCH, FakeAgent, FakeState, demo_state
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -41,7 +45,14 @@ def short_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def fake_agent(short_dir: Path) -> Iterator[FakeAgent]:
-    agent = FakeAgent(short_dir / "agent.sock")
+    with serving(short_dir, demo_state()) as agent:
+        yield agent
+
+
+@contextlib.contextmanager
+def serving(short_dir: Path, state: FakeState) -> Iterator[FakeAgent]:
+    """A fake agent with ``state`` (and the usual history) for the length of a ``with``."""
+    agent = FakeAgent(short_dir / "agent.sock", state)
     agent.seed_events()
     agent.start()
     try:
@@ -76,3 +87,13 @@ async def settle(pilot: Pilot[Any]) -> None:
     if ops:  # (an empty list would mean "all workers")
         await pilot.app.workers.wait_for_complete(ops)
     await pilot.pause(0.1)
+
+
+def screen_text(app: App[Any]) -> list[str]:
+    """The screen as plain text, one string a line (what a user reads, glyphs included)."""
+    width, height = app.size
+    console = Console(
+        width=width, height=height, file=io.StringIO(), force_terminal=True, record=True
+    )
+    console.print(app.screen._compositor.render_update(full=True))
+    return console.export_text(styles=False).splitlines()

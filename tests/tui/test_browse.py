@@ -43,7 +43,7 @@ async def test_browse_download_and_verify(fake_agent: FakeAgent, short_dir: Path
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_app_folder(pilot, app)
         space = str(screen.query_one("#space").render())
-        assert "refs 2.1 kB" in space and "5 files" in space and "saved" in space
+        assert "reference 2.1 kB" in space and "5 files" in space and "saved" in space
         select(screen, "app-1.2.zip")
 
         await pilot.press("d")

@@ -57,6 +57,7 @@ async def test_the_command_palette_offers_the_modes(fake_agent: FakeAgent) -> No
         await wait_for(pilot, lambda: app.link_up, "the link")
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert {"Queue", "Browse", "Activity", "Keys"} <= set(titles)
+        assert len(titles) == len(set(titles)), titles  # "Keys" once, not Textual's and ours
         await pilot.press("ctrl+p", *"Browse")
         await pilot.pause(0.5)
         await pilot.press("enter")

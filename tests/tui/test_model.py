@@ -5,7 +5,10 @@ from __future__ import annotations
 import doctest
 from typing import Any
 
+import tui.agent.model
+import tui.folders
 import tui.format
+import tui.screens.activity
 import tui.screens.browse
 from tui.agent.model import MAX_DONE_ROWS, QueueModel
 from tui.screens.queue_table import cells
@@ -53,17 +56,21 @@ def test_the_codec_of_a_stored_file_reaches_its_row_and_cells() -> None:
 
 
 def test_progress_events_fill_the_progress_cell_until_the_file_is_stored() -> None:
-    model = QueueModel(lambda: NOW)
+    now = [NOW]
+    model = QueueModel(lambda: now[0])
     model.load({}, [], [])
     where = {"watch": "/w", "path": "big.iso"}
     model.apply({"type": "file.uploading", "data": {**where, "size": 4000}})
 
     def shown() -> str:
-        return cells(model.rows[("/w", "big.iso")], NOW, ("progress",), False)[0]
+        return cells(model.rows[("/w", "big.iso")], now[0], ("progress",), False)[0]
 
-    assert shown() == "uploading"
+    assert shown() == "uploading 0s"
+    now[0] += 5
     model.apply({"type": "file.progress", "data": {**where, "stage": "encoding", "done": 0}})
-    assert shown() == "encoding"
+    now[0] += 75
+    model.apply({"type": "file.progress", "data": {**where, "stage": "encoding", "done": 0}})
+    assert shown() == "encoding 1m"  # how long the stage has run, counted from its start
     progress = {**where, "stage": "uploading", "done": 500, "total": 1000}
     model.apply({"type": "file.progress", "data": progress})
     assert shown() == "██    50%"
@@ -86,5 +93,11 @@ def test_stored_rows_are_capped_oldest_first_pending_rows_never() -> None:
 
 
 def test_doctests() -> None:
-    for module in (tui.format, tui.screens.browse):
+    for module in (
+        tui.format,
+        tui.screens.browse,
+        tui.screens.activity,
+        tui.agent.model,
+        tui.folders,
+    ):
         assert doctest.testmod(module).failed == 0

@@ -8,6 +8,7 @@ from tests.tui.conftest import make_app, wait_for
 from tui.screens.offline import OfflineScreen
 from tui.screens.queue import QueueScreen
 from tui.testing import FakeAgent
+from tui.widgets import LinkBar
 
 
 async def test_offline_screen_then_reconnect_when_the_agent_starts(short_dir: Path) -> None:
@@ -43,3 +44,7 @@ async def test_agent_going_away_marks_data_stale_and_reconnects(fake_agent: Fake
         await wait_for(pilot, lambda: app.link_up and not app.stale, "the link again")
         assert app.current_mode == "activity"  # where the user was; offline only hid it
         assert "connected" in app.link_text
+        bar = app.screen.query_one(LinkBar)
+        # Back to the connected colour once the data is fresh, not left in the stale one.
+        await wait_for(pilot, lambda: not bar.has_class("-stale"), "the connected colour")
+        assert not bar.has_class("-offline") and "reloading" not in str(bar.render())

@@ -6,13 +6,33 @@ import statistics
 import time
 from pathlib import Path
 
-from tests.tui.conftest import make_app, settle, wait_for
+from textual.widgets import Static
+
+from tests.tui.conftest import make_app, serving, settle, wait_for
 from tui.agent.model import MAX_DONE_ROWS
 from tui.screens.queue import QueueScreen
 from tui.screens.queue_table import QueueTable
-from tui.testing import FakeAgent, FakeState, demo_state
+from tui.testing import FROZEN_EPOCH, FakeAgent, FakeState, demo_problems, demo_state
+from tui.widgets import Cell, ProblemsStrip
 
 WATCH = "/home/me/builds"
+
+
+def publish_stored(
+    agent: FakeAgent, path: str, original: int, stored: int, *, cache_hit: bool = False
+) -> None:
+    agent.publish(
+        "file.stored",
+        watch=WATCH,
+        path=path,
+        key=path,
+        kind="delta",
+        original_size=original,
+        stored_size=stored,
+        ratio=stored / original,
+        cache_hit=cache_hit,
+        seconds=0.5,
+    )
 
 
 def cell(table: QueueTable, path: str, column: str) -> str:
@@ -32,18 +52,7 @@ async def test_rows_appear_and_follow_events_with_ratios(fake_agent: FakeAgent) 
         await wait_for(pilot, lambda: table.row_count == 13, "the queued row")
         assert cell(table, "new/app-2.0.zip", "progress") == "queued"
         fake_agent.publish("file.uploading", watch=WATCH, path="new/app-2.0.zip", size=1_000_000)
-        fake_agent.publish(
-            "file.stored",
-            watch=WATCH,
-            path="new/app-2.0.zip",
-            key="new/app-2.0.zip",
-            kind="delta",
-            original_size=1_000_000,
-            stored_size=25_000,
-            ratio=0.025,
-            cache_hit=True,
-            seconds=0.5,
-        )
+        publish_stored(fake_agent, "new/app-2.0.zip", 1_000_000, 25_000, cache_hit=True)
         await wait_for(
             pilot, lambda: cell(table, "new/app-2.0.zip", "ratio") == "2.5%", "the stored ratio"
         )
@@ -126,7 +135,7 @@ async def test_ten_thousand_rows_flush_quickly(short_dir: Path) -> None:
                 f"\n10,000 rows: flush of 50 changed rows {statistics.median(flushes) * 1000:.1f} "
                 f"ms, full frame {statistics.median(frames) * 1000:.1f} ms (medians of 10)"
             )
-            assert cell(table, "app/app-1.200.zip", "progress") == "uploading"
+            assert cell(table, "app/app-1.200.zip", "progress") == "uploading 0s"
             assert table.row_count == 10_000
             assert MAX_DONE_ROWS < 10_000
     finally:
@@ -147,3 +156,105 @@ async def test_retry_cancel_and_pause_go_to_the_agent(fake_agent: FakeAgent) -> 
         await pilot.press("P")
         await settle(pilot)
         assert fake_agent.called("pause") == [{}]
+
+
+async def test_failed_rows_are_drawn_in_the_theme_error_colour(fake_agent: FakeAgent) -> None:
+    app = make_app(fake_agent.socket_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(QueueTable)
+        await wait_for(pilot, lambda: table.row_count == 12, "rows")
+        red = app.get_css_variables()["error"]
+
+        def styles(path: str) -> set[str]:
+            found = [table.get_cell(f"{WATCH}\0{path}", c) for c in table.columns_shown]
+            return {c.style for c in found if isinstance(c, Cell)}
+
+        assert styles("app/app-1.11.zip") == {red}  # failed in the snapshot: every cell
+        assert styles("app/app-1.1.zip") == {""}
+        fake_agent.publish("file.failed", watch=WATCH, path="app/app-1.9.zip", error="denied")
+        await wait_for(pilot, lambda: styles("app/app-1.9.zip") == {red}, "the row to turn red")
+
+
+async def test_a_long_encode_shows_its_stage_and_time_not_a_zero_rate(
+    fake_agent: FakeAgent,
+) -> None:
+    now = [FROZEN_EPOCH]
+    app = make_app(fake_agent.socket_path, clock=lambda: now[0])
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(QueueTable)
+        summary = app.screen.query_one("#summary", Static)
+        await wait_for(pilot, lambda: table.row_count == 12, "rows")
+        fake_agent.publish("file.uploading", watch=WATCH, path="big.iso", size=8_000_000_000)
+        fake_agent.publish(
+            "file.progress", watch=WATCH, path="big.iso", stage="encoding", done=0, total=None
+        )
+        await wait_for(pilot, lambda: table.row_count == 13, "the big file")
+        now[0] += 125  # two minutes of xdelta3, no byte moved yet
+        await wait_for(
+            pilot, lambda: cell(table, "big.iso", "progress") == "encoding 2m", "the stage's time"
+        )
+        assert "B/s" not in str(summary.render())  # no rate while no bytes move
+
+        publish_stored(fake_agent, "big.iso", 8_000_000_000, 1_000_000)
+        await wait_for(pilot, lambda: "/s stored (last 10 s)" in str(summary.render()), "a rate")
+
+
+async def test_problems_show_at_the_top_of_the_queue_with_their_fix(short_dir: Path) -> None:
+    state = demo_state()
+    state.problems = demo_problems()
+    with serving(short_dir, state) as agent:
+        app = make_app(agent.socket_path)
+        async with app.run_test(size=(80, 24)) as pilot:
+            strip = app.screen.query_one(ProblemsStrip)
+            await wait_for(pilot, lambda: strip.has_class("-shown"), "the problems")
+            text = strip.text
+            assert "2 problems need you" in text
+            assert "xdelta3 was not found on PATH" in text
+            assert "install xdelta3, then: dg-agent stop && dg-agent start" in text
+            assert "/home/me/builds: 1 file failed" in text
+            assert "dg-agent retry /home/me/builds" in text
+            assert strip.region.y == 1  # right under the link bar, seen first
+            with state.lock:
+                state.problems = []  # fixed: the strip goes at the next status poll
+            await wait_for(pilot, lambda: not strip.display, "the strip to go", timeout=10)
+
+
+async def test_an_agent_without_problems_field_shows_no_strip(fake_agent: FakeAgent) -> None:
+    assert fake_agent.state.problems is None  # an agent from before the field
+    app = make_app(fake_agent.socket_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(QueueTable)
+        await wait_for(pilot, lambda: table.row_count == 12, "rows")
+        await settle(pilot)
+        assert not app.screen.query_one(ProblemsStrip).display
+
+
+async def test_retry_and_cancel_on_the_wrong_row_say_so_instead_of_an_error_box(
+    fake_agent: FakeAgent,
+) -> None:
+    app = make_app(fake_agent.socket_path)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        table = app.screen.query_one(QueueTable)
+        await wait_for(pilot, lambda: table.row_count == 12, "rows")
+        await pilot.press("g", "r", "c")  # a stored row
+        await settle(pilot)
+        assert fake_agent.called("retry") == [] and fake_agent.called("cancel") == []
+        said = [n.message for n in app._notifications]
+        assert any(m.startswith("r retries a failed file") for m in said), said
+        assert any(m.startswith("c cancels a queued or uploading file") for m in said), said
+        assert isinstance(app.screen, QueueScreen)  # no error modal
+
+
+async def test_a_theme_change_recolours_without_a_crash(fake_agent: FakeAgent) -> None:
+    app = make_app(fake_agent.socket_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(QueueTable)
+        await wait_for(pilot, lambda: table.row_count == 12, "rows")
+        app.theme = "textual-light"
+        await settle(pilot)
+        await pilot.pause(0.3)
+        red = app.get_css_variables()["error"]
+        failed = table.get_cell(f"{WATCH}\0app/app-1.11.zip", "name")
+        assert isinstance(failed, Cell) and failed.style == red
+        await pilot.press("3")
+        await settle(pilot)

@@ -56,7 +56,7 @@ async def test_queue_rows_get_ratios_and_browse_downloads(
         await wait_for(
             pilot, lambda: screen.prefix.endswith("rel/") and objects.row_count == 4, "rel/"
         )
-        assert "refs " in str(screen.query_one("#space").render())
+        assert "reference " in str(screen.query_one("#space").render())
         await pilot.press("G", "d")
         await settle(pilot)
         assert isinstance(app.screen, DownloadModal)

@@ -13,13 +13,13 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from tests.tui.conftest import make_app, wait_for
+from tests.tui.conftest import make_app, serving, wait_for
 from tui.agent.link import Backoff
 from tui.app import DgApp
 from tui.screens.browse import BrowseScreen
 from tui.screens.offline import OfflineScreen
-from tui.testing import FakeAgent
-from tui.widgets import VimTable
+from tui.testing import FakeAgent, demo_problems, demo_state
+from tui.widgets import ProblemsStrip, VimTable
 
 SIZES = [(120, 40), (80, 24)]
 Run = Callable[[Pilot[Any]], Awaitable[None]]
@@ -86,6 +86,20 @@ async def delete_modal(pilot: Pilot[Any]) -> None:
 )
 def test_screen(snap_compare: Any, fake_agent: FakeAgent, run: Run, size: tuple[int, int]) -> None:
     assert snap_compare(make_app(fake_agent.socket_path), terminal_size=size, run_before=run)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_queue_with_problems(snap_compare: Any, short_dir: Path, size: tuple[int, int]) -> None:
+    state = demo_state()
+    state.problems = demo_problems()
+
+    async def shown(pilot: Pilot[Any]) -> None:
+        await loaded(pilot)
+        strip = pilot.app.screen.query_one(ProblemsStrip)
+        await wait_for(pilot, lambda: strip.display, "the problems")
+
+    with serving(short_dir, state) as agent:
+        assert snap_compare(make_app(agent.socket_path), terminal_size=size, run_before=shown)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

@@ -15,7 +15,7 @@ from dgagent.agent.client import (
 )
 from tui.agent.client import AsyncAgentClient
 from tui.agent.link import Backoff
-from tui.agent.model import QueueModel, QueueRow
+from tui.agent.model import Problem, QueueModel, QueueRow, problems
 
 __all__ = [
     "AgentConnectionError",
@@ -23,7 +23,9 @@ __all__ = [
     "AgentTimeoutError",
     "AsyncAgentClient",
     "Backoff",
+    "Problem",
     "QueueModel",
     "QueueRow",
     "RpcError",
+    "problems",
 ]

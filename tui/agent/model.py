@@ -18,6 +18,33 @@ Key = tuple[str, str]
 
 
 @dataclass(frozen=True)
+class Problem:
+    """A state the user must act on, as the agent's ``status`` reports it, with its fix."""
+
+    problem: str
+    fix: str
+    watch: str | None = None  # None: the agent as a whole
+
+
+def problems(status: dict[str, Any]) -> list[Problem]:
+    """The ``problems`` of a ``status`` answer; none from an agent that does not send them.
+
+    A malformed entry is skipped rather than trusted: it comes from another program.
+
+    >>> problems({}), problems({"problems": None})
+    ([], [])
+    >>> problems({"problems": [{"watch": None, "problem": "no xdelta3", "fix": "install it"}, 7]})
+    [Problem(problem='no xdelta3', fix='install it', watch=None)]
+    """
+    found = []
+    for entry in status.get("problems") or []:
+        if isinstance(entry, dict) and entry.get("problem"):
+            watch = str(entry["watch"]) if entry.get("watch") else None
+            found.append(Problem(str(entry["problem"]), str(entry.get("fix") or ""), watch))
+    return found
+
+
+@dataclass(frozen=True)
 class QueueRow:
     watch: str
     path: str
@@ -32,6 +59,7 @@ class QueueRow:
     attempt: int = 0
     key: str | None = None
     stage: str | None = None  # of a large file being stored: hashing, encoding, uploading…
+    stage_started: float = 0.0  # when that stage began: a long encode shows how long, not 0 B/s
     moved: int = 0  # bytes of that stage done so far
     stage_total: int | None = None
     why: str | None = None  # why the agent stored it as it did (delta, new reference, whole)
@@ -121,8 +149,9 @@ class QueueModel:
             row = replace(row, state="uploading", original=data.get("size", row.original))
             row = replace(row, updated=now, error=None, stage=None)
         elif kind == "file.progress" and row.state == "uploading":  # else late: the put ended
-            moved, total = int(data.get("done") or 0), data.get("total")
-            row = replace(row, stage=data.get("stage"), moved=moved, stage_total=total)
+            moved, total, stage = int(data.get("done") or 0), data.get("total"), data.get("stage")
+            started = row.stage_started if stage == row.stage else now
+            row = replace(row, stage=stage, stage_started=started, moved=moved, stage_total=total)
         elif kind == "file.stored":
             row = self._stored(row, data, now)
         elif kind == "file.retry":

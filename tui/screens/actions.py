@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual.binding import Binding
 from textual.screen import Screen
 
+from tui import folders
 from tui.screens.modals import ConfirmModal, DownloadModal, TypedConfirmModal
 
 if TYPE_CHECKING:
@@ -69,26 +69,36 @@ class ItemScreen(Screen[None]):
     def _target_or_tell(self) -> Target | None:
         target = self.target()
         if target is None:
-            self.notify("select a stored file first", severity="warning")
+            self.notify(
+                "select a stored file first: download, verify, delete and copy act on files "
+                "the agent has stored",
+                severity="warning",
+            )
         return target
 
     def action_download(self) -> None:
         target = self._target_or_tell()
         if target is None:
             return
-        folder = Path.home() / "Downloads"
-        default = str((folder if folder.is_dir() else Path.cwd()) / target.name)
+        default = str(folders.save_folder() / target.name)
 
-        def chosen(dest: str | None) -> None:
-            if dest:
-                self.dg.run_op(self._download(target, dest), f"download {target.name}")
+        def chosen(typed: str | None) -> None:
+            if not typed:
+                return
+            dest = folders.download_target(typed)
+            problem = folders.why_not_writable(dest)
+            if problem:
+                self.notify(problem, severity="error", timeout=10)
+                return
+            self.dg.run_op(self._download(target, str(dest)), f"download {target.name}")
 
         self.app.push_screen(DownloadModal(target.url, default), chosen)
 
     async def _download(self, target: Target, dest: str) -> None:
         got = await self.dg.call("download", {"url": target.url, "dest": dest})
         self.dg.verified[target.url] = str(got.get("sha256", ""))
-        self.notify(f"saved {got.get('dest')} (SHA-256 {str(got.get('sha256'))[:12]}…)")
+        where = got.get("dest") or dest
+        self.notify(f"saved to {where} (SHA-256 {str(got.get('sha256'))[:12]}…)", timeout=8)
 
     def action_restore(self) -> None:
         target = self._target_or_tell()

@@ -13,10 +13,11 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input, Static
 
 from tui import format as fmt
+from tui.footer import DgFooter
 from tui.screens.actions import ItemScreen, Target
 from tui.screens.detail import DetailScreen
 from tui.screens.queue_table import KIND_FLAGS
-from tui.widgets import Cell, DgFooter, FilterInput, LinkBar, VimTable
+from tui.widgets import Cell, FilterInput, LinkBar, VimTable
 
 PAGE = 200  # files per page: big prefixes are listed a page at a time
 
@@ -199,9 +200,9 @@ class BrowseScreen(ItemScreen):
         total = int(self.listing.get("total") or 0)
         pages = max((total + PAGE - 1) // PAGE, 1)
         parts = [
-            f"refs {fmt.size(reference)}" if reference is not None else "no DeltaSpace here",
+            f"reference {fmt.size(reference)}" if reference is not None else "no DeltaSpace here",
             f"{summary.get('files', 0)} files",
-            f"{fmt.size(original)} → {fmt.size(stored)}",
+            f"{fmt.size(original)} original → {fmt.size(stored)} stored",
         ]
         if original:
             parts.append(f"[b]{fmt.ratio(1 - stored / original)} saved[/b]")
@@ -288,7 +289,7 @@ class BrowseScreen(ItemScreen):
         self.query_one(VimTable).focus()
 
     def action_copy(self) -> None:
-        target = self.target()
+        target = self._target_or_tell()
         if target is not None:
             self.app.copy_to_clipboard(target.url)
             self.notify(f"copied {target.url}")

@@ -12,8 +12,11 @@ from textual.widgets import Static
 
 from tui import format as fmt
 from tui.agent.model import QueueRow
+from tui.footer import DgFooter
 from tui.screens.actions import ItemScreen, Target
-from tui.widgets import DgFooter, LinkBar
+from tui.widgets import LinkBar, tone_styles
+
+ON_STORED = frozenset({"download", "restore", "verify", "delete"})
 
 
 class DetailScreen(ItemScreen):
@@ -71,12 +74,22 @@ class DetailScreen(ItemScreen):
     def on_mount(self) -> None:
         self.changed()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ON_STORED and self.url is None:
+            return False  # not stored yet: hide the keys rather than answer "select a file"
+        return super().check_action(action, parameters)
+
     def changed(self) -> None:
         lines = [f"[b]{escape(self.url or str(self.facts.get('file')))}[/b]", ""]
+        red = tone_styles(self.app)["error"]
         for name, value in self.facts.items():
+            if name == "error" and value:
+                lines.append(f"{name:<10} [{red}]{escape(str(value))}[/]")
+                lines.append(f"{'':<10} [dim]fix the cause, then press r on the queue to retry[/]")
+                continue
             if name in ("original", "stored"):
                 text = fmt.size(value)
-            elif name == "ratio":
+            elif name == "ratio" and value is not None:
                 text = f"{fmt.ratio(value)}  {fmt.bar(value, 20)}▏ stored / original"
             elif value is None:
                 text = fmt.MISSING
@@ -86,12 +99,11 @@ class DetailScreen(ItemScreen):
                 text = str(value)
             lines.append(f"{name:<10} {escape(text)}")
         sha = self.dg.verified.get(self.url or "")
-        lines += [
-            "",
-            f"verify     {'[b $success]✓ SHA-256 ' + sha + '[/]' if sha else 'not yet (v)'}",
-        ]
         if self.url is None:
             lines += ["", "[dim]not stored yet: nothing to download, verify or delete[/dim]"]
+        else:
+            verified = f"[b $success]✓ SHA-256 {sha}[/]" if sha else "not yet (v)"
+            lines += ["", f"verified   {verified}"]
         self.query_one("#facts", Static).update("\n".join(lines))
 
     def target(self) -> Target | None:

@@ -6,7 +6,7 @@ from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
@@ -20,11 +20,17 @@ class HelpModal(ModalScreen[None]):
         MODAL_CSS.format(name="HelpModal")
         + """
     HelpModal > Vertical { width: 80; height: 90%; }
-    HelpModal #rows { height: 1fr; overflow-y: auto; }
+    HelpModal VerticalScroll { height: 1fr; }
     """
     )
     BINDINGS = [  # noqa: RUF012 (textual reads this class attribute)
         Binding("escape", "close", "Close", id="help.close"),
+        # The filter keeps the focus (typing filters), so the list scrolls from here: at 24
+        # lines it does not fit.
+        Binding("down", "scroll(1)", "Scroll down", show=False, id="help.down"),
+        Binding("up", "scroll(-1)", "Scroll up", show=False, id="help.up"),
+        Binding("pagedown", "scroll(10)", "Page down", show=False, id="help.pagedown"),
+        Binding("pageup", "scroll(-10)", "Page up", show=False, id="help.pageup"),
     ]
 
     def __init__(self, rows: list[HelpRow], keymap_file: str) -> None:
@@ -34,9 +40,10 @@ class HelpModal(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("[b]Keys[/b]  (type to filter; escape closes)")
+            yield Label("[b]Keys[/b]  (type to filter; ↑ ↓ scroll; escape closes)")
             yield Input(placeholder="filter keys", id="help-filter")
-            yield Static(id="rows")
+            with VerticalScroll(can_focus=False):
+                yield Static(id="rows")
             yield Static(f"[dim]Remap keys by id in {self.keymap_file} under \\[keymap][/dim]")
 
     def on_mount(self) -> None:
@@ -55,6 +62,9 @@ class HelpModal(ModalScreen[None]):
             if needle in f"{key} {what} {bid}".lower()
         ]
         self.query_one("#rows", Static).update("\n".join(lines) or "[dim]no key matches[/dim]")
+
+    def action_scroll(self, lines: int) -> None:
+        self.query_one(VerticalScroll).scroll_relative(y=lines, animate=False)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -10,7 +10,8 @@ from textual.containers import Center, Vertical
 from textual.screen import Screen
 from textual.widgets import Static
 
-from tui.widgets import DgFooter, LinkBar
+from tui.footer import DgFooter
+from tui.widgets import LinkBar
 
 if TYPE_CHECKING:
     from tui.app import DgApp

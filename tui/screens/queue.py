@@ -9,13 +9,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.events import Resize
-from textual.widgets import DataTable, Input, Label, Sparkline, Static
+from textual.widgets import DataTable, Input, Label, Static
 
 from tui import format as fmt
+from tui.agent.model import problems
+from tui.footer import DgFooter
 from tui.screens.actions import ItemScreen, Target
 from tui.screens.detail import DetailScreen
 from tui.screens.queue_table import SORTS, QueueTable
-from tui.widgets import DgFooter, FilterInput, LinkBar
+from tui.widgets import Bars, FilterInput, LinkBar, ProblemsStrip, tone_styles
 
 FLUSH_EVERY = 0.25  # seconds: a few table updates a second, however many events arrive
 
@@ -26,7 +28,7 @@ class QueueScreen(ItemScreen):
     QueueScreen #summary { height: auto; padding: 0 1; }
     QueueScreen #charts { height: 3; }
     QueueScreen #charts > Vertical { width: 1fr; padding: 0 1; }
-    QueueScreen #charts Sparkline { height: 2; }
+    QueueScreen #charts Bars { height: 2; }
     QueueScreen.-narrow #charts { display: none; }
     QueueScreen QueueTable { height: 1fr; }
     """
@@ -42,14 +44,15 @@ class QueueScreen(ItemScreen):
 
     def compose(self) -> ComposeResult:
         yield LinkBar()
+        yield ProblemsStrip()
         yield Static(id="summary")
         with Horizontal(id="charts"):
             with Vertical():
-                yield Label("throughput (last minute)", id="tp-label")
-                yield Sparkline([], id="throughput")
+                yield Label(id="tp-label")
+                yield Bars(id="throughput")
             with Vertical():
-                yield Label("stored / original (last files)", id="ratio-label")
-                yield Sparkline([], id="ratios")
+                yield Label(id="ratio-label")
+                yield Bars(id="ratios")
         yield FilterInput()
         yield QueueTable(id="queue")
         yield DgFooter()
@@ -57,6 +60,8 @@ class QueueScreen(ItemScreen):
     def on_mount(self) -> None:
         table = self.query_one(QueueTable)
         table.verified = lambda row: self._url(row.watch, row.path) in self.dg.verified
+        table.styles_by_tone = tone_styles(self.app)
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
         table.set_columns(self.app.size.width)
         self.set_class(self.app.size.width < 100, "-narrow")
         self.dg.model.reset_needed = True
@@ -72,6 +77,11 @@ class QueueScreen(ItemScreen):
             self.dg.model.reset_needed = True
             self.flush()
 
+    def _theme_changed(self, _: object) -> None:
+        self.query_one(QueueTable).styles_by_tone = tone_styles(self.app)
+        self.query_one(ProblemsStrip).problems = []  # redrawn in the new colours at the flush
+        self.dg.model.reset_needed = True
+
     # -- drawing -------------------------------------------------------------------------------
 
     def flush(self) -> float:
@@ -85,21 +95,27 @@ class QueueScreen(ItemScreen):
         elif changed or removed:
             table.flush(model, changed, removed, now)
         self._summary()
+        self.query_one(ProblemsStrip).show(problems(self.dg.model.status))
         return time.perf_counter() - started
 
     def tick(self) -> None:
         """Once a second: charts and the ages of the rows on screen."""
         model = self.dg.model
-        self.query_one("#throughput", Sparkline).data = model.throughput_series()
-        self.query_one("#ratios", Sparkline).data = model.ratio_series()
-        latest = model.ratio_series(1)
+        series, ratios = model.throughput_series(), model.ratio_series()
+        peak = max(series, default=0.0)
+        self.query_one("#throughput", Bars).show(series, peak)
+        self.query_one("#ratios", Bars).show(ratios, 1.0)  # a full bar is 100 % of the original
         self.query_one("#tp-label", Label).update(
-            f"throughput (last minute)  {fmt.size(model.throughput())}/s"
+            f"throughput, last minute: peak {fmt.size(peak)}/s"
+            if peak
+            else "nothing stored in the last minute"
         )
         self.query_one("#ratio-label", Label).update(
-            f"stored / original (last files)  {fmt.ratio(latest[-1] if latest else None)}"
+            f"stored / original, last {len(ratios)} files: latest {fmt.ratio(ratios[-1])}"
+            if ratios
+            else "stored / original: no file stored yet"
         )
-        self.query_one(QueueTable).refresh_ages(model, self.dg.clock())
+        self.query_one(QueueTable).refresh_clock(model, self.dg.clock())
 
     def _summary(self) -> None:
         model = self.dg.model
@@ -107,11 +123,17 @@ class QueueScreen(ItemScreen):
         saved, original = model.saved()
         hit = model.cache_hit_rate()
         paused = "[b $warning]paused[/]  " if model.status.get("paused") else ""
+        failed = f"[b $error]{counts['failed']} failed[/]" if counts["failed"] else "0 failed"
+        # A rate only while bytes are being stored: a long encode moves none until it ends,
+        # and "0 B/s" beside it read as stuck. The rows say how long each stage has run.
+        rate = model.throughput()
+        moving = f"{fmt.size(rate)}/s stored (last 10 s) · " if rate else ""
+        cache = f"reference cache {fmt.ratio(hit)} hits · " if hit is not None else ""
+        share = f" ({fmt.ratio(saved / original)})" if original else ""
         text = (
             f"{paused}[b]{counts['uploading']}[/b] uploading · [b]{counts['queued']}[/b] queued · "
-            f"[b]{counts['done']}[/b] done · [b]{counts['failed']}[/b] failed · "
-            f"{fmt.size(model.throughput())}/s · cache hits {fmt.ratio(hit)} · "
-            f"saved [b]{fmt.size(saved)}[/b] ({fmt.ratio(saved / original if original else None)})"
+            f"[b]{counts['done']}[/b] done · {failed} · {moving}{cache}"
+            f"saved [b]{fmt.size(saved)}[/b] of {fmt.size(original)}{share}"
         )
         self.query_one("#summary", Static).update(text)
 
@@ -176,12 +198,21 @@ class QueueScreen(ItemScreen):
 
     def _item_call(self, method: str) -> None:
         key = self.query_one(QueueTable).selected_key()
-        if key is not None:
-            params = {"watch": key[0], "path": key[1]}
-            self.dg.run_op(self.dg.call(method, params), f"{method} {key[1]}")
+        row = self.dg.model.rows.get(key) if key else None
+        if key is None or row is None:
+            return
+        # Said here rather than as the agent's "not found" in an error box.
+        if method == "retry" and row.state != "failed":
+            self.notify("r retries a failed file; this one has not failed", severity="warning")
+            return
+        if method == "cancel" and row.state not in ("queued", "uploading"):
+            self.notify("c cancels a queued or uploading file; this one is not", severity="warning")
+            return
+        params = {"watch": key[0], "path": key[1]}
+        self.dg.run_op(self.dg.call(method, params), f"{method} {key[1]}")
 
     def action_copy(self) -> None:
-        target = self.target()
+        target = self._target_or_tell()
         if target is not None:
             self.app.copy_to_clipboard(target.url)
             self.notify(f"copied {target.url}")

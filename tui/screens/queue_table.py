@@ -26,7 +26,7 @@ COLUMNS: dict[str, tuple[str, int | None]] = {
     "original": ("original", 9),
     "stored": ("stored", 9),
     "ratio": ("ratio", 6),
-    "progress": ("progress", 10),
+    "progress": ("progress", 13),  # "reference 59s": a stage and how long it has taken
     "age": ("age", 4),
 }
 NARROW_HIDDEN = ("watch",)  # below 100 columns
@@ -60,17 +60,31 @@ def flag(row: QueueRow, verified: bool = False) -> str:
     return STATE_FLAGS.get(row.state, "?")
 
 
-def progress(row: QueueRow) -> str:
+def progress(row: QueueRow, now: float) -> str:
     if row.state == "stored":
         return "cache hit" if row.cache_hit else "stored"
     if row.state == "queued" and row.attempt:
         return f"retry {row.attempt}"
-    if row.state == "uploading" and row.stage:
+    if row.state == "uploading":
         if row.stage_total and row.moved:
             done = min(row.moved / row.stage_total, 1.0)
             return f"{fmt.bar(done, 4)} {done:4.0%}"
-        return row.stage
+        # No byte count to show (an xdelta3 encode reports none): say for how long the stage
+        # has run, which is true, rather than a rate of 0 B/s, which is not.
+        since = row.stage_started if row.stage else row.updated
+        stage = row.stage or "uploading"
+        return f"{stage} {fmt.age(now - since)}" if since else stage
     return row.state
+
+
+def tone(row: QueueRow) -> str | None:
+    """ "error" for a failed row, "warning" for one waiting to retry (as the activity log's
+    ``fmt.severity`` colours the events), None for the rest."""
+    if row.state == "failed":
+        return "error"
+    if row.state == "queued" and row.attempt:
+        return "warning"
+    return None
 
 
 def cells(row: QueueRow, now: float, columns: Iterable[str], verified: bool) -> list[str]:
@@ -81,7 +95,7 @@ def cells(row: QueueRow, now: float, columns: Iterable[str], verified: bool) -> 
         "original": lambda: fmt.size(row.original),
         "stored": lambda: fmt.size(row.stored),
         "ratio": lambda: fmt.ratio(row.ratio),
-        "progress": lambda: progress(row),
+        "progress": lambda: progress(row, now),
         "age": lambda: fmt.age(now - row.updated) if row.updated else "",
     }
     return [values[c]() for c in columns]
@@ -96,7 +110,10 @@ class QueueTable(VimTable):
         self.sort_by = "arrival"
         self.reverse = False
         self.verified: Callable[[QueueRow], bool] = lambda row: False
+        # tone → the Rich style of its rows; the screen fills it from the theme's colours
+        self.styles_by_tone: dict[str, str] = {}
         self._shown: dict[str, list[str]] = {}  # row key → the cell texts on screen
+        self._tones: dict[str, str | None] = {}  # row key → the tone its cells are drawn in
         self._dirty_cells = False
 
     def matches(self, row: QueueRow) -> bool:
@@ -127,7 +144,7 @@ class QueueTable(VimTable):
             rows.sort(key=SORTS[self.sort_by], reverse=self.reverse)
         elif self.reverse:
             rows.reverse()
-        self._shown = {}
+        self._shown, self._tones = {}, {}
         for row in rows:
             self._add(row, now)
         if current is not None and current in self._shown:
@@ -141,6 +158,7 @@ class QueueTable(VimTable):
             if rk in self._shown:
                 self.remove_row(rk)
                 del self._shown[rk]
+                self._tones.pop(rk, None)
         for key in changed:
             row = model.rows[key]
             rk = row_key(key)
@@ -150,16 +168,20 @@ class QueueTable(VimTable):
                     touched += len(self.columns_shown)
                 continue
             new = cells(row, now, self.columns_shown, self.verified(row))
-            old = self._shown[rk]
+            old, row_tone = self._shown[rk], tone(row)
+            recolour = row_tone != self._tones.get(rk)  # a row turning red redraws every cell
             for column, before, after in zip(self.columns_shown, old, new, strict=True):
-                if before != after:
-                    self._set_cell(rk, column, after)
+                if before != after or recolour:
+                    self._set_cell(rk, column, after, row_tone)
                     touched += 1
-            self._shown[rk] = new
+            self._shown[rk], self._tones[rk] = new, row_tone
         self._repaint()
         return touched
 
-    def _set_cell(self, rk: str, column: str, text: str) -> None:
+    def _cell(self, text: str, row_tone: str | None) -> Cell:
+        return Cell(text, self.styles_by_tone.get(row_tone, "") if row_tone else "")
+
+    def _set_cell(self, rk: str, column: str, text: str, row_tone: str | None) -> None:
         """Change one cell's text without invalidating the row order.
 
         DataTable.update_cell bumps a counter that also keys the row order and line offsets,
@@ -169,9 +191,9 @@ class QueueTable(VimTable):
         """
         data = getattr(self, "_data", None)
         if not isinstance(data, dict) or not hasattr(self, "_row_render_cache"):
-            self.update_cell(rk, column, Cell(text))
+            self.update_cell(rk, column, self._cell(text, row_tone))
             return
-        data[RowKey(rk)][ColumnKey(column)] = Cell(text)
+        data[RowKey(rk)][ColumnKey(column)] = self._cell(text, row_tone)
         self._dirty_cells = True
 
     def _repaint(self) -> None:
@@ -183,24 +205,23 @@ class QueueTable(VimTable):
             self._line_cache.clear()
             self.refresh()
 
-    def refresh_ages(self, model: QueueModel, now: float) -> None:
-        """Ages change every second: update them only for the rows on screen."""
-        if "age" not in self.columns_shown:
-            return
+    def refresh_clock(self, model: QueueModel, now: float) -> None:
+        """Ages and stage times change every second: update them only for the rows on screen."""
+        timed = [c for c in ("age", "progress") if c in self.columns_shown]
         first = int(self.scroll_y)
-        position = self.columns_shown.index("age")
         for index in range(first, min(first + self.size.height, self.row_count)):
             rk = self.coordinate_to_cell_key(Coordinate(index, 0)).row_key.value
             if rk is None or rk not in self._shown:
                 continue
             watch, _, path = rk.partition("\0")
             row = model.rows.get((watch, path))
-            if row is None or not row.updated:
+            if row is None:
                 continue
-            text = fmt.age(now - row.updated)
-            if self._shown[rk][position] != text:
-                self._shown[rk][position] = text
-                self._set_cell(rk, "age", text)
+            for column, text in zip(timed, cells(row, now, timed, False), strict=True):
+                position = self.columns_shown.index(column)
+                if self._shown[rk][position] != text:
+                    self._shown[rk][position] = text
+                    self._set_cell(rk, column, text, self._tones.get(rk))
         self._repaint()
 
     def selected_key(self) -> Key | None:
@@ -217,6 +238,6 @@ class QueueTable(VimTable):
 
     def _add(self, row: QueueRow, now: float) -> None:
         rk = row_key((row.watch, row.path))
-        texts = cells(row, now, self.columns_shown, self.verified(row))
-        self._shown[rk] = texts
-        self.add_row(*(Cell(t) for t in texts), key=rk)
+        texts, row_tone = cells(row, now, self.columns_shown, self.verified(row)), tone(row)
+        self._shown[rk], self._tones[rk] = texts, row_tone
+        self.add_row(*(self._cell(t, row_tone) for t in texts), key=rk)
