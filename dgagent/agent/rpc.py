@@ -19,6 +19,7 @@ from dgagent.agent.config import Watch
 from dgagent.agent.server import RpcError
 from dgagent.cli.paths import folder_prefix, local_path_for
 from dgagent.engine import keys
+from dgagent.engine.catalog import Listing
 from dgagent.engine.store import DeltaStore, Entry
 from dgagent.errors import ConfigError
 from dgagent.storage import Prefix, list_buckets, parse_location
@@ -192,18 +193,25 @@ def handlers(agent: Agent) -> dict[str, Handler]:  # noqa: PLR0915 (one table of
         recursive = bool(params.get("recursive", False))
         prefix = folder_prefix(key)
         offset, limit = _int(params, "offset", 0), _int(params, "limit", 1000)
-        # Metadata for every file, not just this page's: the summary covers the whole folder
-        # (the metadata cache makes a second look cost LIST requests only).
-        found = store.listing(prefix, recursive=recursive)
+        found = store.listing(prefix, recursive=recursive, details=False)
         rows = found.rows
         page = rows[offset : offset + limit]
+        # This page's metadata is read (HEADs where the cache has none); the other pages' only
+        # from the cache, so that a first look at a huge folder costs one page of HEADs. The
+        # summary then covers the whole folder as far as it is known, and says so.
+        shown = {e.key for e in page if isinstance(e, Entry)}
+        detailed = {
+            e.key: e for e in store.with_details([e for e in found.files if e.key in shown])
+        }
+        rest = store.with_details([e for e in found.files if e.key not in shown], cached_only=True)
+        summary = Listing([*detailed.values(), *rest], found.objects).summary()
         refs = [o for o in found.objects if keys.is_reference(o.key)]
         return {
             "url": f"{store.storage.url}/{prefix}",
             "prefixes": [r.key for r in page if isinstance(r, Prefix)],
-            "files": [entry_record(e) for e in page if isinstance(e, Entry)],
+            "files": [entry_record(detailed[e.key]) for e in page if isinstance(e, Entry)],
             "reference_size": sum(r.size for r in refs) if refs else None,
-            "summary": found.summary().record(),
+            "summary": summary.record(),
             "total": len(rows),
             "offset": offset,
         }

@@ -94,26 +94,35 @@ class Catalog:
         """Logical files under ``prefix`` (internal objects hidden, ``.delta`` stripped)."""
         yield from self.listing(prefix, recursive=recursive, details=details).rows
 
-    def with_details(self, entries: list[Entry]) -> list[Entry]:
-        """The same entries with their metadata read (cached, else one HEAD each)."""
-        metas = self.read_metadata([e.info for e in entries])
+    def with_details(self, entries: list[Entry], *, cached_only: bool = False) -> list[Entry]:
+        """The same entries with their metadata read (cached, else one HEAD each; with
+        ``cached_only`` what the cache knows, and no request)."""
+        metas = self.read_metadata([e.info for e in entries], cached_only=cached_only)
         return [
             Entry(e.key, e.stored_key, e.stored_size, e.info, metas.get(e.stored_key))
             for e in entries
         ]
 
-    def read_metadata(self, objects: list[ObjectInfo]) -> dict[str, StoredMeta]:
+    def read_metadata(
+        self, objects: list[ObjectInfo], *, cached_only: bool = False
+    ) -> dict[str, StoredMeta]:
         """The parsed metadata of listed objects (see ``raw_metadata``), by key."""
-        return {key: parse_metadata(key, meta) for key, meta in self.raw_metadata(objects).items()}
+        raw = self.raw_metadata(objects, cached_only=cached_only)
+        return {key: parse_metadata(key, meta) for key, meta in raw.items()}
 
-    def raw_metadata(self, objects: list[ObjectInfo]) -> dict[str, Mapping[str, str]]:
+    def raw_metadata(
+        self, objects: list[ObjectInfo], *, cached_only: bool = False
+    ) -> dict[str, Mapping[str, str]]:
         """The user metadata of listed objects, by key: from the cache where the object is
         unchanged, else a HEAD each (16 at a time), which the cache then keeps. Objects gone
-        since the listing are missing."""
+        since the listing are missing, and with ``cached_only`` those the cache does not
+        know (where reading metadata costs no request, it is read anyway)."""
         scope = self.storage.cache_scope
         known: dict[str, Mapping[str, str]] = {}
         if self.metadata is not None and scope is not None:
             known = self.metadata.lookup(scope, objects)
+        if cached_only and scope is not None:
+            return known
         missing = [o for o in objects if o.key not in known]
         heads = self._heads(missing)
         if self.metadata is not None and scope is not None:
@@ -317,12 +326,14 @@ class Listing:
 
     def summary(self) -> Summary:
         """Files, their original bytes, and the bytes the store holds for them: every object
-        the listing saw, references included, each counted once."""
+        the listing saw, references included, each counted once. A delta whose metadata was
+        not read counts its stored size as original, and the summary says it is incomplete."""
         files = self.files
         return Summary(
             files=len(files),
             original_bytes=sum(f.original_size or f.stored_size for f in files),
             stored_bytes=sum(o.size for o in {o.key: o for o in self.objects}.values()),
+            complete=all(f.original_size is not None for f in files),
         )
 
 

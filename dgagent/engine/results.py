@@ -114,6 +114,8 @@ class Summary:
     files: int = 0
     original_bytes: int = 0
     stored_bytes: int = 0
+    complete: bool = True
+    """False when some files' original sizes were not read (their stored size stands in)."""
 
     @property
     def saved_bytes(self) -> int:
@@ -130,15 +132,17 @@ class Summary:
             self.files + other.files,
             self.original_bytes + other.original_bytes,
             self.stored_bytes + other.stored_bytes,
+            self.complete and other.complete,
         )
 
-    def record(self) -> dict[str, int | float]:
+    def record(self) -> dict[str, int | float | bool]:
         return {
             "files": self.files,
             "original_bytes": self.original_bytes,
             "stored_bytes": self.stored_bytes,
             "saved_bytes": self.saved_bytes,
             "saved_percent": self.saved_percent,
+            "complete": self.complete,
         }
 
 

@@ -224,6 +224,7 @@ def test_each_files_codec_is_reported(agent: AgentProc, tmp_path: Path) -> None:
         "stored_bytes": sum(p.stat().st_size for p in physical),
         "saved_bytes": originals - sum(p.stat().st_size for p in physical),
         "saved_percent": listing["summary"]["saved_percent"],
+        "complete": True,
     }
     assert {f["name"]: f["stored_as"] for f in listing["files"]}["app-1.0.zip"] == "new reference"
 
@@ -519,3 +520,28 @@ def test_the_agent_stores_a_release_series_as_sync_does(
     assert watched == synced
     assert sum(1 for w in watched.values() if (w or "").startswith("new reference")) >= 2
     assert_mirrored(store, folder, "rel/", tmp_path)
+
+
+def test_browse_reads_one_page_of_metadata_and_says_when_its_summary_is_a_bound(
+    agent: AgentProc, s3_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    """A first look at a folder HEADs only the page it shows: the summary counts the other
+    pages' deltas at their stored size and says it is incomplete, until the cache knows them."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    url = f"s3://{bucket}/rel/"
+    agent.write_config(agent_config([{"dir": str(folder), "url": url}], endpoint=s3_endpoint))
+    agent.start()
+    for v in range(3):
+        artifacts.write_zip(folder / f"app-1.{v}.zip", artifacts.source_tree(v))
+    agent.wait_idle()
+    first = agent.call("browse.list", {"url": url, "limit": 1})
+    assert len(first["files"]) == 1 and first["files"][0]["original_size"] is not None
+    assert first["summary"]["complete"] is False
+    whole = agent.call("browse.list", {"url": url})
+    assert whole["summary"]["complete"] is True
+    originals = sum((folder / f"app-1.{v}.zip").stat().st_size for v in range(3))
+    assert whole["summary"]["original_bytes"] == originals
+    assert whole["summary"]["original_bytes"] > first["summary"]["original_bytes"]
+    again = agent.call("browse.list", {"url": url, "limit": 1})  # the cache knows them now
+    assert again["summary"] == whole["summary"]

@@ -205,7 +205,10 @@ class BrowseScreen(ItemScreen):
             f"{fmt.size(original)} original → {fmt.size(stored)} stored",
         ]
         if original:
-            parts.append(f"[b]{fmt.ratio(1 - stored / original)} saved[/b]")
+            # Files on pages not opened yet may count their stored size as their original one
+            # (the agent reads their metadata when a page shows them): a lower bound then.
+            bound = "" if summary.get("complete", True) else "at least "
+            parts.append(f"[b]{bound}{fmt.ratio(1 - stored / original)} saved[/b]")
         parts.append(f"page {self.page_offset // PAGE + 1}/{pages} ({total} entries)")
         self.query_one("#space", Static).update(" · ".join(parts))
 
