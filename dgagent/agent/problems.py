@@ -9,7 +9,6 @@ default codec stores poorly).
 
 from __future__ import annotations
 
-import logging
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,9 +18,6 @@ from dgagent.agent.workers import Target
 from dgagent.engine import advice
 from dgagent.engine.codec import Xdelta3
 from dgagent.errors import DgError
-from dgagent.storage import ObjectInfo, Prefix
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,7 +38,7 @@ def prerequisites() -> list[Problem]:
     try:
         _ = Xdelta3().binary
     except DgError as exc:
-        return [Problem(str(exc), "install xdelta3, then: dg-agent stop && dg-agent start")]
+        return [Problem(str(exc), "then start the agent again: dg-agent start")]
     return []
 
 
@@ -50,9 +46,7 @@ def check_store(target: Target) -> Problem | None:
     """Whether a watch's store answers (the bucket exists, the credentials may list it):
     the first page of one LIST."""
     try:
-        for item in target.store.storage.list_objects(target.prefix, delimiter="/"):
-            if isinstance(item, ObjectInfo | Prefix):
-                break
+        next(iter(target.store.storage.list_objects(target.prefix, delimiter="/")), None)
     except DgError as exc:
         return Problem(
             f"{target.watch.url} cannot be read: {exc}",
