@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dgagent.engine.store import DeltaStore
+from dgagent.client import open_store
 from dgagent.fileio import sha256_file
 from dgagent.settings import EngineSettings
 from dgagent.storage import LocalStorage
@@ -39,7 +39,7 @@ def measure(files: list[Path], codec: str, work: Path) -> Run:
     root = work / codec / "store"
     root.mkdir(parents=True)
     settings = EngineSettings(cache_dir=work / codec / "cache" / "references", codec=codec)
-    store = DeltaStore(LocalStorage(root), settings=settings)
+    store = open_store(LocalStorage(root), settings=settings)
     stored = 0
     sizes: list[int] = []
     codecs: list[str] = []
@@ -50,7 +50,7 @@ def measure(files: list[Path], codec: str, work: Path) -> Run:
         sizes.append(result.stored_size + result.reference_size)
         codecs.append(result.codec or "direct")
     encode = time.perf_counter() - start
-    cold = DeltaStore(
+    cold = open_store(
         LocalStorage(root),
         settings=EngineSettings(cache_dir=work / codec / "cold" / "references"),
     )

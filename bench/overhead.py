@@ -18,6 +18,7 @@ from typing import Any
 from bench.context import Context
 from bench.corpus import Family
 from bench.measure import median, sha256, timed
+from dgagent.client import open_store
 from dgagent.engine import keys
 from dgagent.engine.codec import looks_compressed
 from dgagent.engine.metadata import Kind
@@ -33,7 +34,7 @@ def _store(ctx: Context, url: str) -> DeltaStore:
             os.environ[name] = value
     options = S3Options(endpoint_url=ctx.s3.endpoint, checksum_when_required=True)
     settings = EngineSettings(cache_dir=ctx.fresh("cache-overhead"))
-    return DeltaStore(parse_location(url, options).storage, settings=settings)
+    return open_store(parse_location(url, options).storage, settings=settings)
 
 
 def _parts(

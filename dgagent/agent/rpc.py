@@ -18,6 +18,7 @@ from dgagent.agent import config as config_file
 from dgagent.agent.config import Watch
 from dgagent.agent.server import RpcError
 from dgagent.cli.paths import folder_prefix, local_path_for
+from dgagent.client import open_store
 from dgagent.engine import keys
 from dgagent.engine.catalog import Listing
 from dgagent.engine.store import DeltaStore, Entry
@@ -73,7 +74,7 @@ def handlers(agent: Agent) -> dict[str, Handler]:  # noqa: PLR0915 (one table of
         location = parse_location(url, agent.config.s3.options())
         root = location.storage.url
         if root not in stores:
-            stores[root] = DeltaStore(location.storage, settings=agent.settings, cache=agent.cache)
+            stores[root] = open_store(location.storage, settings=agent.settings, cache=agent.cache)
         return stores[root], location.key
 
     def watch_param(params: Mapping[str, Any]) -> str | None:

@@ -15,8 +15,8 @@ from datetime import datetime
 from dgagent.agent.config import AgentConfig
 from dgagent.agent.workers import Target
 from dgagent.cli.paths import folder_prefix
+from dgagent.client import open_store
 from dgagent.engine.cache import ReferenceCache
-from dgagent.engine.store import DeltaStore
 from dgagent.errors import DgError
 from dgagent.settings import EngineSettings
 from dgagent.storage import S3Storage, parse_location
@@ -31,7 +31,7 @@ def build_targets(
     targets: dict[str, Target] = {}
     for watch in config.watches:
         location = parse_location(watch.url, config.s3.options(), shared_client=True)
-        store = DeltaStore(location.storage, settings=settings, cache=cache)
+        store = open_store(location.storage, settings=settings, cache=cache)
         targets[watch.name] = Target(watch, store, folder_prefix(location.key))
     return targets
 

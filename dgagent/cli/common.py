@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
+from dgagent.client import open_store
 from dgagent.engine.cache import ReferenceCache
 from dgagent.engine.store import DeltaStore
 from dgagent.errors import NotFoundError
@@ -74,10 +75,13 @@ class Session:
             self._cache = ReferenceCache(
                 self.settings.cache_dir, max_bytes=self.settings.cache_max_bytes
             )
-        store = DeltaStore(location.storage, settings=self.settings, cache=self._cache)
-        if sys.stderr.isatty() and not getattr(self.args, "json", False):
-            store.on_head = MetadataProgress()
-        return store
+        drawn = sys.stderr.isatty() and not getattr(self.args, "json", False)
+        return open_store(
+            location.storage,
+            settings=self.settings,
+            cache=self._cache,
+            on_head=MetadataProgress() if drawn else None,
+        )
 
 
 def nothing_stored(url: str) -> NotFoundError:

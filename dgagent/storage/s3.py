@@ -22,7 +22,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -78,6 +78,10 @@ class S3Options:
     concurrency: int = 8
     trust_conditional_writes: bool = True
     """False: never rely on ``If-None-Match`` (no probe), as for a server known to ignore it."""
+    access_key_id: str | None = None
+    """Explicit credentials (the Python API's); None: boto3's chain (AWS_*, profile, role)."""
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
 
 
 _Key = tuple[S3Options, tuple[tuple[str, str], ...]]
@@ -139,7 +143,12 @@ def make_client(options: S3Options) -> S3Client:
     )
     try:
         session = boto3.Session(
-            profile_name=options.profile, region_name=options.region, botocore_session=core
+            aws_access_key_id=options.access_key_id,
+            aws_secret_access_key=options.secret_access_key,
+            aws_session_token=options.session_token,
+            profile_name=options.profile,
+            region_name=options.region,
+            botocore_session=core,
         )
     except botocore.exceptions.ProfileNotFound as exc:
         raise AccessDeniedError(
