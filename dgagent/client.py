@@ -30,13 +30,13 @@ from os import PathLike
 from pathlib import Path
 from typing import BinaryIO
 
-from dgagent.cli.paths import folder_prefix, upload_key, walk
 from dgagent.engine import keys
 from dgagent.engine.cache import ReferenceCache
 from dgagent.engine.change import LocalFile, differs
 from dgagent.engine.results import Entry, GetResult, PutResult, Summary
 from dgagent.engine.store import DeltaStore
 from dgagent.errors import ConfigError, NotFoundError
+from dgagent.paths import folder_prefix, upload_key, walk
 from dgagent.settings import EngineSettings, check_codec, check_policy, check_ratio, from_env
 from dgagent.storage import Location, S3Options, Storage, is_store_url, parse_location
 

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 from dgagent.agent import config as config_file
 from dgagent.agent.config import Watch
 from dgagent.agent.server import RpcError
-from dgagent.cli.paths import folder_prefix, local_path_for
 from dgagent.client import open_store
 from dgagent.engine import keys
 from dgagent.engine.catalog import Listing
 from dgagent.engine.store import DeltaStore, Entry
 from dgagent.errors import ConfigError
+from dgagent.paths import folder_prefix, local_path_for
 from dgagent.storage import Prefix, list_buckets, parse_location
 
 if TYPE_CHECKING:

@@ -14,10 +14,10 @@ from datetime import datetime
 
 from dgagent.agent.config import AgentConfig
 from dgagent.agent.workers import Target
-from dgagent.cli.paths import folder_prefix
 from dgagent.client import open_store
 from dgagent.engine.cache import ReferenceCache
 from dgagent.errors import DgError
+from dgagent.paths import folder_prefix
 from dgagent.settings import EngineSettings
 from dgagent.storage import S3Storage, parse_location
 

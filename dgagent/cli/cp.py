@@ -7,14 +7,6 @@ import shlex
 from pathlib import Path
 
 from dgagent.cli.common import Progress, Session, add_reference_policy, print_json, report_errors
-from dgagent.cli.paths import (
-    Filters,
-    download_path,
-    folder_prefix,
-    local_path_for,
-    upload_key,
-    walk,
-)
 from dgagent.cli.transfer import (
     Download,
     Outcome,
@@ -25,6 +17,14 @@ from dgagent.cli.transfer import (
 )
 from dgagent.engine.store import Entry
 from dgagent.errors import ConfigError, DgError, NotFoundError
+from dgagent.paths import (
+    Filters,
+    download_path,
+    folder_prefix,
+    local_path_for,
+    upload_key,
+    walk,
+)
 from dgagent.storage import is_store_url
 
 

@@ -16,9 +16,9 @@ from dgagent.cli.common import (
     s3_options,
     when,
 )
-from dgagent.cli.paths import folder_prefix
 from dgagent.engine import keys
 from dgagent.engine.results import Entry, Summary
+from dgagent.paths import folder_prefix
 from dgagent.storage import Prefix, list_buckets
 
 

@@ -33,13 +33,13 @@ from dgagent.cli.common import (
     print_json,
     report_errors,
 )
-from dgagent.cli.paths import Filters, folder_prefix, walk
 from dgagent.cli.transfer import WORKERS, describe_put, in_release_order, put_record
 from dgagent.engine import keys
 from dgagent.engine.metadata import Kind
 from dgagent.engine.store import DeltaStore, Entry, PutResult
 from dgagent.errors import ConfigError, DgError, NotFoundError
 from dgagent.fileio import scratch_dir, sha256_file
+from dgagent.paths import Filters, folder_prefix, walk
 from dgagent.storage import ObjectInfo, is_store_url
 
 MTIME_TOLERANCE = 1.0

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from dgagent.cli.common import Session, add_reference_policy, print_json
-from dgagent.cli.paths import download_path, folder_prefix
 from dgagent.engine import keys
 from dgagent.engine.metadata import Kind
 from dgagent.engine.store import DeltaStore, PutResult
 from dgagent.errors import ConfigError, NotFoundError
 from dgagent.fileio import scratch_dir
+from dgagent.paths import download_path, folder_prefix
 
 
 def put_summary(store: DeltaStore, result: PutResult) -> dict[str, Any]:

@@ -6,10 +6,10 @@ import argparse
 from typing import Any
 
 from dgagent.cli.common import Session, nothing_stored, print_json, report_errors
-from dgagent.cli.paths import Filters, folder_prefix
 from dgagent.engine import keys
 from dgagent.engine.store import DeltaStore, Entry
 from dgagent.errors import ConfigError, DgError
+from dgagent.paths import Filters, folder_prefix
 
 
 def run_rm(args: argparse.Namespace, session: Session) -> int:

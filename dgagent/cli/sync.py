@@ -18,7 +18,6 @@ from dgagent.cli.common import (
     print_json,
     report_errors,
 )
-from dgagent.cli.paths import Filters, folder_prefix, local_path_for, walk
 from dgagent.cli.transfer import (
     Download,
     Outcome,
@@ -30,6 +29,7 @@ from dgagent.cli.transfer import (
 from dgagent.engine.change import LocalFile, differs, remote_mtime
 from dgagent.engine.store import DeltaStore, Entry
 from dgagent.errors import ConfigError, DgError, NotFoundError
+from dgagent.paths import Filters, folder_prefix, local_path_for, walk
 from dgagent.storage import is_store_url
 
 
