@@ -55,6 +55,14 @@ def run_cpu(argv: Sequence[str], env: dict[str, str], *, check: bool = True) -> 
 
     The S3 server is a child too, but a running one is not counted until it is reaped.
     """
+    wall, cpu, _ = run_output(argv, env, check=check)
+    return wall, cpu
+
+
+def run_output(
+    argv: Sequence[str], env: dict[str, str], *, check: bool = True
+) -> tuple[float, float, str]:
+    """``run_cpu``, and the command's standard output."""
     cpu = children_cpu()
     start = time.perf_counter()
     done = subprocess.run(list(argv), env=env, capture_output=True, text=True, check=False)
@@ -63,7 +71,7 @@ def run_cpu(argv: Sequence[str], env: dict[str, str], *, check: bool = True) -> 
         raise RuntimeError(
             f"{' '.join(argv)} exited {done.returncode}: {(done.stdout + done.stderr)[-2000:]}"
         )
-    return seconds, children_cpu() - cpu
+    return seconds, children_cpu() - cpu, done.stdout
 
 
 def sha256(path: Path) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +36,7 @@ from botocore.config import Config
 
 from bench.context import Context
 from bench.corpus import synthetic_series
-from bench.measure import children_cpu, median
+from bench.measure import median, run_output
 from bench.servers import tool_env
 from bench.speed import DG, UPSTREAM
 from tests.faults.proxy import FaultProxy
@@ -126,17 +125,6 @@ def keys(s3: Any, bucket: str, prefix: str = PREFIX) -> list[str]:
     return found
 
 
-def _run(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds, CPU seconds and stdout of a command that must pass."""
-    cpu = children_cpu()
-    start = time.perf_counter()
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr[-2000:]}")
-    return wall, children_cpu() - cpu, done.stdout
-
-
 def copy_name(path: Path, k: int) -> str:
     """The name of the ``k``-th copy of ``path``: ``app-2.1.0.tar`` → ``app-2.1.0-c7.tar``."""
     return f"{path.stem}-c{k}{path.suffix}"
@@ -190,9 +178,11 @@ def build(ctx: Context, objects: int, log: Log) -> Buckets:
     newest = _seed(src)
     ours, theirs = ctx.bucket("scale-dg"), ctx.bucket("scale-up")
     log(f"scale: storing {SPACES * VERSIONS} versions with dg-agent and with deltaglider")
-    _run([DG, "sync", "-q", str(src), f"s3://{ours}/{PREFIX}"], ctx.env(ctx.fresh("cache-dg")))
+    run_output(
+        [DG, "sync", "-q", str(src), f"s3://{ours}/{PREFIX}"], ctx.env(ctx.fresh("cache-dg"))
+    )
     argv = [UPSTREAM, "sync", "-q", f"{src}/", f"s3://{theirs}/{PREFIX}"]
-    _run(argv, ctx.env(ctx.fresh("cache-up")))
+    run_output(argv, ctx.env(ctx.fresh("cache-up")))
     s3 = client(ctx.s3.endpoint)
     copies = _copies(src, newest, max(0, objects - len(keys(s3, ours))))
     log(f"scale: copying {len(copies):,} delta objects into each bucket")
@@ -222,7 +212,7 @@ class Bench:
         row, out = Row(), ""
         for _ in range(1 if once else self.runs):
             self.proxy.seen.clear()
-            wall, cpu, out = _run(argv, env)
+            wall, cpu, out = run_output(argv, env)
             row.samples.append(wall)
             row.cpu.append(cpu)
             row.requests = dict(self.proxy.seen)

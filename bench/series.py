@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.corpus import ARTIFACT
-from bench.measure import children_cpu, sha256
+from bench.measure import run_output, sha256
 from bench.servers import tool_env
 from bench.speed import DG
 from dgagent.engine import rotation
@@ -175,17 +175,6 @@ def _shim(work: Path) -> tuple[Path, Path]:
     return folder, log
 
 
-def _run(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds, CPU seconds (it and its children) and stdout of a command that must pass."""
-    cpu = children_cpu()
-    start = time.perf_counter()
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr[-2000:]}")
-    return wall, children_cpu() - cpu, done.stdout
-
-
 def _object_bytes(root: Path) -> int:
     """Bytes of the store's objects; the local store's metadata sidecars are not objects."""
     return sum(
@@ -202,7 +191,7 @@ def sync(policy: str, folder: Path, files: list[Path], work: Path) -> tuple[Stra
     env["PATH"] = f"{shim}{os.pathsep}{env.get('PATH', '')}"
     url = f"file://{store}/{folder.name}/"
     argv = [DG, "sync", str(folder), url, "--reference-policy", policy, "--json"]
-    wall, cpu, stdout = _run(argv, env)
+    wall, cpu, stdout = run_output(argv, env)
     doc = json.loads(stdout)
     if doc.get("errors"):
         raise RuntimeError(f"sync --reference-policy {policy}: {doc['errors']}")
@@ -231,7 +220,7 @@ def read_back(url: str, files: list[Path], work: Path) -> dict[str, Any]:
     """``dg-agent verify -r`` of the store with an empty cache; every file's SHA-256 against the
     source's. Failures name the files that were missing, invalid or not the source's bytes."""
     env = tool_env(work, None, work / "cache-verify")
-    wall, _, stdout = _run([DG, "verify", "-r", "--json", url], env)
+    wall, _, stdout = run_output([DG, "verify", "-r", "--json", url], env)
     found = {r["url"].rsplit("/", 1)[-1]: r for r in json.loads(stdout)["results"]}
     failures = []
     for path in files:

@@ -296,9 +296,10 @@ class ObjectCalls(BucketCalls):
         """Files, original and stored bytes of the whole bucket (every mode is exact)."""
         if mode not in {"quick", "sampled", "detailed"}:
             raise ValueError(f"Unknown stats mode: {mode}")
-        files = self.client.list(bucket_url(bucket))
-        summary = self.client.stats(bucket_url(bucket))
-        deltas = sum(1 for f in files if keys.is_delta(f.stored_key))
+        store, _ = self.client.locate(bucket_url(bucket))
+        found = store.listing("", recursive=True)  # one listing for the counts and the bytes
+        summary = found.summary()
+        deltas = sum(1 for f in found.files if keys.is_delta(f.stored_key))
         ratio = summary.saved_bytes / summary.original_bytes if summary.original_bytes else 0.0
         return BucketStats(
             bucket=bucket,
