@@ -32,7 +32,13 @@ from dgagent.agent.memory import trim
 from dgagent.agent.notify import sd_notify, watchdog_interval
 from dgagent.agent.paths import AgentPaths
 from dgagent.agent.pipeline import Pipeline
-from dgagent.agent.problems import Problem, check_store, from_index, prerequisites
+from dgagent.agent.problems import (
+    Problem,
+    check_store,
+    failures,
+    layout_advice,
+    prerequisites,
+)
 from dgagent.agent.rpc import handlers
 from dgagent.agent.server import RpcServer
 from dgagent.agent.status import agent_status
@@ -51,6 +57,9 @@ TICK = 0.2
 TIME_JUMP = 5.0
 """A tick this late means the process was stopped or the machine slept: scan."""
 IDLE_CHECK = 2.0
+ADVICE_EVERY = 5.0
+"""Least seconds between recomputations of the layout advice (a scan of every stored file:
+0.2 s at 50,000), done only when files were stored since, not at every status poll."""
 
 
 class Agent:
@@ -79,6 +88,9 @@ class Agent:
         self.stores_checked = False
         """Whether each watch's store has been checked once since start (``start`` waits)."""
         self.checked: dict[str, Problem] = {}
+        self._advice: tuple[float, int, list[Problem]] = (0.0, -1, [])
+        """When the layout advice was last computed, over how many stored files, and what it
+        said (problems())."""
         """Problems found by checks (the config's last reload, each watch's store), by what
         was checked; status adds those the index shows (problems.py)."""
         self.index: Index
@@ -256,7 +268,14 @@ class Agent:
         """Everything the user must act on, each with its fix (problems.py)."""
         with self._lock:
             checked = list(self.checked.values())
-        return [*checked, *from_index(self.index, self.targets())]
+        targets = self.targets()
+        now = time.monotonic()
+        stored = self.index.counts().get("stored", 0)
+        when, seen, advice = self._advice
+        if stored != seen and now - when > ADVICE_EVERY:
+            advice = layout_advice(self.index, targets)
+            self._advice = (now, stored, advice)
+        return [*checked, *failures(self.index, targets), *advice]
 
     def targets(self) -> dict[str, Target]:
         with self._lock:

@@ -162,6 +162,8 @@ def test_advice_for_a_layout_that_cannot_delta_and_for_poor_jar_deltas(
     _lonely_tree(maven)
     _jars_that_do_not_delta(jars)
     agent.wait_for(lambda: agent.status()["done"] == 9, what="9 files stored")
+    # The advice is recomputed at most every few seconds, once files were stored since.
+    agent.wait_for(lambda: len(problems(agent)) == 2, what="the advice for both watches")
     found = problems(agent)
     (lonely,) = [p for p in found if p["watch"] == str(maven)]
     assert "alone in its folder" in lonely["problem"] and "one folder" in lonely["fix"]
