@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import random
 import shutil
 import subprocess
@@ -82,3 +83,28 @@ def write_npm_tgz(path: Path, tree: dict[str, bytes]) -> Path:
     with path.open("wb") as f, gzip.GzipFile(fileobj=f, mode="wb", compresslevel=9, mtime=0) as g:
         g.write(raw)
     return path
+
+
+def drifting(version: int, *, size: int = 400_000, seed: int = 11) -> bytes:
+    """A binary whose versions drift apart: each one rewrites a few more 2 KB blocks, so the
+    delta against an old version keeps growing and reference rotation sets in (about every
+    ten versions at this size)."""
+    data = bytearray(random.Random(seed).randbytes(size))
+    for v in range(1, version + 1):
+        edit = random.Random(seed * 1000 + v)
+        for _ in range(4):
+            at = edit.randrange(size - 2000)
+            data[at : at + 2000] = edit.randbytes(2000)
+    return bytes(data)
+
+
+def write_series(folder: Path, count: int, *, name: str = "app", start: int = 0) -> list[Path]:
+    """``count`` successive drifting versions ``<name>-1.<v>.tar``, one day apart by mtime."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for v in range(start, start + count):
+        path = folder / f"{name}-1.{v}.tar"
+        path.write_bytes(drifting(v))
+        os.utime(path, (1_700_000_000 + v * 86_400,) * 2)
+        paths.append(path)
+    return paths

@@ -17,9 +17,10 @@ from dgagent.cli.common import (
     when,
 )
 from dgagent.engine import keys
+from dgagent.engine.prune import Reclaimable, reclaimable
 from dgagent.engine.results import Entry, Summary
 from dgagent.paths import folder_prefix
-from dgagent.storage import Prefix, list_buckets
+from dgagent.storage import ObjectInfo, Prefix, list_buckets
 
 
 def entry_record(entry: Entry, url: str) -> dict[str, Any]:
@@ -111,6 +112,8 @@ class SpaceTotals:
     reference: int = 0
     archive: int = 0
     """Files stored as archive-codec deltas (readable by dg-agent only)."""
+    reclaim: Reclaimable = field(default_factory=Reclaimable)
+    """What its references hold for nothing: what ``dg-agent prune`` gives back."""
 
     def record(self, name: str) -> dict[str, Any]:
         return {
@@ -118,6 +121,9 @@ class SpaceTotals:
             **self.summary.record(),
             "reference_bytes": self.reference,
             "archive_files": self.archive,
+            "reclaimable_bytes": self.reclaim.total,
+            "unneeded_reference_bytes": self.reclaim.unneeded,
+            "retirable_reference_bytes": self.reclaim.retirable,
         }
 
     def __add__(self, other: SpaceTotals) -> SpaceTotals:
@@ -125,6 +131,7 @@ class SpaceTotals:
             self.summary + other.summary,
             self.reference + other.reference,
             self.archive + other.archive,
+            self.reclaim + other.reclaim,
         )
 
 
@@ -137,15 +144,21 @@ def gather_stats(session: Session, url: str) -> dict[str, SpaceTotals]:
     if not found.objects and location.key:
         raise nothing_stored(location.url)
     spaces: dict[str, SpaceTotals] = defaultdict(SpaceTotals)
+    objects: dict[str, list[ObjectInfo]] = defaultdict(list)
+    files: dict[str, list[Entry]] = defaultdict(list)
     for obj in {o.key: o for o in found.objects}.values():
         space = spaces[keys.deltaspace_of(obj.key)]
         space.summary += Summary(stored_bytes=obj.size)
+        objects[keys.deltaspace_of(obj.key)].append(obj)
         if keys.is_reference(obj.key):
             space.reference += obj.size
     for entry in found.files:
         space = spaces[keys.deltaspace_of(entry.key)]
         space.summary += Summary(files=1, original_bytes=entry.original_size or entry.stored_size)
         space.archive += entry.codec not in (None, "compat")
+        files[keys.deltaspace_of(entry.key)].append(entry)
+    for name, space in spaces.items():
+        space.reclaim = reclaimable(files[name], objects[name])
     return dict(sorted(spaces.items()))
 
 
@@ -164,7 +177,7 @@ def run_stats(args: argparse.Namespace, session: Session) -> int:
         return 0
     print(
         f"{'DeltaSpace':<40} {'files':>6} {'original':>11} {'stored':>11} {'saved':>7} "
-        f"{'archive':>7}"
+        f"{'archive':>7} {'reclaimable':>11}"
     )
     rows = [(name[cut:] or ".", space) for name, space in spaces.items()]
     for name, space in [*rows, ("TOTAL", total)]:
@@ -172,7 +185,12 @@ def run_stats(args: argparse.Namespace, session: Session) -> int:
         print(
             f"{name:<40} {s.files:>6} {human(s.original_bytes):>11} "
             f"{human(s.stored_bytes):>11} {percent(s.saved_bytes, s.original_bytes):>7} "
-            f"{space.archive:>7}"
+            f"{space.archive:>7} {human(space.reclaim.total):>11}"
+        )
+    if total.reclaim.total:
+        print(
+            f"\nUp to {human(total.reclaim.total)} is held by references no stored file is a "
+            "version of: dg-agent prune -r --dryrun URL shows how much of it comes back"
         )
     return 0
 

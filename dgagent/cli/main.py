@@ -12,7 +12,17 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from dgagent import __version__
-from dgagent.cli import agent_cmds, completion, cp, listing, migrate, putget, remove, sync
+from dgagent.cli import (
+    agent_cmds,
+    completion,
+    cp,
+    listing,
+    migrate,
+    prune,
+    putget,
+    remove,
+    sync,
+)
 from dgagent.cli.common import Session, add_store_options
 from dgagent.errors import ConfigError, DgError
 
@@ -81,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     parsers = [cp.register(sub), *listing.register(sub), sync.register(sub)]
-    parsers += [*putget.register(sub), migrate.register(sub)]
+    parsers += [*putget.register(sub), migrate.register(sub), prune.register(sub)]
     remove.register(sub)
     agent_cmds.register(sub)
     parsers.extend(sub.choices[name] for name in ("rm", "verify"))

@@ -219,6 +219,8 @@ class StoredMeta:
     """``dg-agent-why``: why dg-agent stored it as it is (rotation.py); None from others."""
     cost: str | None = None
     """``dg-agent-cost`` on a delta: its reference's rotation state after it (rotation.py)."""
+    created_at: str | None = None
+    """``dg-created-at``: when the file was first stored (UTC ISO-8601, as upstream writes it)."""
 
     @property
     def zero_diff(self) -> bool:
@@ -266,6 +268,7 @@ def parse_metadata(key: str, meta: Mapping[str, str]) -> StoredMeta:
         codec=lower.get(CODEC_KEY) or None,
         why=unquote(lower[WHY_KEY]) if ours and lower.get(WHY_KEY) else None,
         cost=lower.get(COST_KEY) or None,
+        created_at=_field(lower, "created-at"),
     )
 
 

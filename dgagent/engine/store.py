@@ -854,6 +854,80 @@ class DeltaStore(Catalog):
                 "source (dg-agent cp FILE URL)"
             ) from exc
 
+    # ------------------------------------------------- re-encode (prune.py)
+
+    @contextlib.contextmanager
+    def held_reference(self, ref_key: str, sha: str, work: Path) -> Iterator[Path]:
+        """A local copy of a stored reference, checked against ``sha`` (from the cache when
+        it has it), held until the block ends."""
+        with self._reference(ref_key, sha, work) as ref:
+            yield ref.path
+
+    def encode_against(
+        self,
+        reference: Path,
+        ref_sha: str,
+        source: Path,
+        work: Path,
+        *,
+        sha: str,
+        archive_codec: bool,
+    ) -> tuple[Path, str] | None:
+        """The smallest delta of ``source`` (SHA-256 ``sha``) against a local reference that
+        rebuilds it bit-exact, with its codec name; None when no codec makes one. The delta
+        is a file in ``work``, which the next call may overwrite."""
+        expanded = self._expand_target(source, work) if archive_codec else None
+        base = _Ref(reference, ref_sha, None, created=ref_sha == sha)
+        chosen, _ = self._choose_delta(base, source, expanded, work, sha=sha, limit=None)
+        return chosen
+
+    def add_reference(self, source: Path, key: str, sha: str, work: Path) -> str:
+        """Store ``source`` (checked against ``sha``) as a content-addressed reference of the
+        DeltaSpace of ``key``; returns the reference's key. A racing writer can only have
+        written the same bytes there."""
+        size = source.stat().st_size
+        made = self._new_reference(source, key, sha, size, work, report=_Report(), first=False)
+        with made as ref:
+            if ref is None:  # only the first reference, reference.bin, can lose a race
+                raise StorageError(f"{self.url(key)}: its new reference could not be stored")
+            return ref.key
+
+    def replace_delta(
+        self,
+        key: str,
+        meta: StoredMeta,
+        delta: Path,
+        codec: str,
+        *,
+        ref_key: str,
+        ref_sha256: str,
+        cost: Cost,
+        why: str,
+    ) -> None:
+        """Store ``delta`` as logical ``key``'s delta, against another reference than before:
+        what the old metadata says of the file (SHA-256, size, modification time, when it was
+        first stored) is kept."""
+        extra = {WHY_KEY: ascii_value(why), COST_KEY: cost.encode()}
+        if meta.created_at:
+            extra["dg-created-at"] = meta.created_at
+        if codec != COMPAT:
+            extra[ZLIB_KEY] = zlib.ZLIB_RUNTIME_VERSION
+        if meta.file_sha256 is None or meta.file_size is None:
+            raise IntegrityError(f"{self.url(key)}: its metadata lacks the file's size or SHA-256")
+        new_meta = delta_metadata(
+            name=posixpath.basename(key),
+            sha256=meta.file_sha256,
+            size=meta.file_size,
+            ref_key=ref_key,
+            ref_sha256=ref_sha256,
+            delta_size=delta.stat().st_size,
+            zero_diff=ref_sha256 == meta.file_sha256,
+            mtime=meta.mtime,
+            codec=None if codec == COMPAT else codec,
+            extra=extra,
+        )
+        self.storage.upload(keys.delta_key(key), delta, new_meta)
+
     # ---------------------------------------------------------------- get
 
     def get(
