@@ -27,6 +27,7 @@ import boto3
 import pytest
 
 from dgagent.engine.metadata import Kind
+from dgagent.engine.prune import Pruner, Retention
 from dgagent.engine.store import DeltaStore, Entry
 from dgagent.errors import IntegrityError
 from dgagent.settings import EngineSettings
@@ -36,6 +37,7 @@ from tests.artifacts import (
     write_gzip9_tarball,
     write_jar,
     write_npm_tgz,
+    write_series,
     write_tar,
     write_zip,
 )
@@ -750,3 +752,20 @@ def test_percent_in_a_folder_name_written_by_us(
     upstream.download_all((f"p%41/{p.name}", out / p.name) for p in files)
     for path in files:
         assert sha256_of(out / path.name) == sha256_of(path)
+
+
+def test_upstream_reads_the_versions_a_prune_kept(
+    upstream: Upstream, s3_store: DeltaStore, tmp_path: Path
+) -> None:
+    """After a prune retired references (deltas re-encoded against a kept version, under
+    ``.dg/refs/``), DeltaGlider 6.2.0 still rebuilds every kept version bit-exact."""
+    files = write_series(tmp_path / "src", 14)
+    for path in files:
+        s3_store.put(path, f"builds/rel/{path.name}")
+
+    report = Pruner(s3_store, Retention(keep_last=3)).run("builds/rel/", recursive=False)
+
+    assert report.retired and report.references
+    upstream.download_all((f"builds/rel/{p.name}", tmp_path / "up" / p.name) for p in files[-3:])
+    for path in files[-3:]:
+        assert sha256_of(tmp_path / "up" / path.name) == sha256_of(path)

@@ -101,7 +101,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argpar
     prune.add_argument("url", help="a folder (DeltaSpace); with -r, every one under it")
     prune.add_argument("-r", "--recursive", action="store_true")
     prune.add_argument(
-        "--keep-last", type=_count, metavar="N", help="keep the newest N versions of each line"
+        "--keep-last", type=int, metavar="N", help="keep the newest N versions of each line"
     )
     prune.add_argument(
         "--older-than",
@@ -128,11 +128,3 @@ def _is_file(store: DeltaStore, key: str) -> bool:
     except NotFoundError:
         return False
     return True
-
-
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a count: give a whole number of at least 1"
-        )
-    return int(text)

@@ -26,6 +26,7 @@ import pytest
 
 from dgagent.engine import keys
 from dgagent.engine.metadata import BUDGET, CUT_MARK, HEADER_PREFIX, Kind, ascii_value
+from dgagent.engine.prune import Pruner, Retention
 from dgagent.engine.store import DeltaStore
 from dgagent.errors import DgError
 from dgagent.settings import EngineSettings
@@ -148,6 +149,36 @@ def test_listing_from_the_cache_and_batched_deletes(
     deleted = writer.delete_physical(doomed, spaces={"rel/a", "rel/b"})
     assert sorted(deleted) == sorted(doomed)
     assert bucket_keys(sb, "rel/") == []
+
+
+def test_prune_retires_references_and_keeps_every_kept_version(
+    server_bucket: ServerBucket, tmp_path: Path
+) -> None:
+    """A prune on each server (rclone: every reference content-addressed, metadata keys
+    capitalised): the kept versions read back through a cold cache, the bucket holds exactly
+    what the prune's report says, and nothing a kept file needs was deleted."""
+    sb = server_bucket
+    writer = engine(sb, tmp_path / "writer")
+    files = artifacts.write_series(tmp_path / "src", 14)
+    for f in files:
+        writer.put(f, f"rel/{f.name}")
+
+    report = Pruner(writer, Retention(keep_last=3)).run("rel/", recursive=False)
+
+    assert report.retired and len(report.deleted) == 11
+    s3 = client(sb.endpoint)
+    held = sum(
+        o["Size"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sb.bucket, Prefix="rel/")
+        for o in page.get("Contents", [])
+    )
+    assert held == report.stored_after
+    reader = engine(sb, tmp_path / "reader")
+    for f in files[-3:]:
+        assert read_back(reader, f"rel/{f.name}", tmp_path / "out" / f.name) == sha(f)
+    assert sorted(e.key for e in reader.listing("rel/", recursive=False).files) == sorted(
+        f"rel/{f.name}" for f in files[-3:]
+    )
 
 
 @pytest.mark.parametrize("server_bucket", ["moto"], indirect=True)
