@@ -24,12 +24,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import agent, corpus, machine, overhead, report, scale, series, sizes, speed, targets
+from bench import (
+    agent,
+    corpus,
+    machine,
+    overhead,
+    prune,
+    report,
+    scale,
+    series,
+    sizes,
+    speed,
+    targets,
+)
 from bench.context import Context
 from bench.servers import S3Server
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("size", "speed", "overhead", "agent", "series", "scale")
+SECTIONS = ("size", "speed", "overhead", "agent", "series", "prune", "scale")
 ON_S3 = ("size", "speed", "overhead", "agent")
 """The sections that measure the corpus families on the S3 server."""
 SCALE_OBJECTS = 20_000
@@ -113,14 +125,26 @@ def _scale_objects(args: argparse.Namespace) -> int:
     return SCALE_OBJECTS_QUICK if args.quick else SCALE_OBJECTS
 
 
-def _series(args: argparse.Namespace, work: Path, log: series.Log) -> dict[str, Any]:
+def _series_folder(args: argparse.Namespace) -> Path | None:
     if args.series_dir:
-        folder = args.series_dir.resolve()
-    elif args.series:
-        folder = series.fetch(args.series, args.series_count, args.series_cache)
-    else:
+        return Path(args.series_dir).resolve()
+    if args.series:
+        return series.fetch(args.series, args.series_count, args.series_cache)
+    return None
+
+
+def _series(args: argparse.Namespace, work: Path, log: series.Log) -> dict[str, Any]:
+    folder = _series_folder(args)
+    if folder is None:
         return series.skipped("no --series PACKAGE or --series-dir DIR was given")
     return series.measure(folder, work, log)
+
+
+def _prune(args: argparse.Namespace, work: Path, log: series.Log) -> dict[str, Any]:
+    folder = _series_folder(args)
+    if folder is None:
+        return series.skipped("no --series PACKAGE or --series-dir DIR was given")
+    return prune.measure(folder, work, log)
 
 
 def write_docs(path: Path, table: str) -> None:
@@ -166,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                     results["scale"] = scale.measure(ctx, _scale_objects(args), log)
         if "series" not in args.skip:
             results["series"] = _series(args, work / "series", log)
+        if "prune" not in args.skip:
+            results["prune"] = _prune(args, work / "prune", log)
         results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         results["targets"] = targets.judge(results)
         results["seconds"] = time.monotonic() - started

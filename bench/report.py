@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bench import prune
+
 
 def _mb(n: int | float | None) -> str:
     return "-" if n is None else f"{n / 1e6:,.2f}"
@@ -315,6 +317,7 @@ def _load(m: dict[str, Any]) -> str:
 ALONE = (
     ("scale", "bucket-scale section ran (on moto_server on 127.0.0.1)"),
     ("series", "long-release-series section ran (into local `file://` stores)"),
+    ("prune", "retention section ran (on moto_server on 127.0.0.1)"),
 )
 
 
@@ -342,6 +345,7 @@ def markdown(results: dict[str, Any]) -> str:
         ("Engine overhead", overhead_table, "overhead"),
         ("Agent", agent_table, "agent"),
         ("Long release series", series_table, "series"),
+        ("Retention", prune.table, "prune"),
         ("Bucket scale", scale_table, "scale"),
         ("Targets", targets_table, "targets"),
     ]

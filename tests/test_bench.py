@@ -14,6 +14,7 @@ import bench.cli
 import bench.report
 import bench.scale
 import bench.series
+from tests.artifacts import write_series
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +61,8 @@ def test_series_section_alone_on_a_tiny_series(tmp_path: Path) -> None:
     _drifting_series(tmp_path / "app")
     out = tmp_path / "series.json"
     argv = [sys.executable, "-m", "bench", "--series-dir", str(tmp_path / "app"), "--no-docs"]
-    argv += ["--json", str(out)] + [f"--skip={s}" for s in (*bench.cli.ON_S3, "scale")]
+    skips = (*bench.cli.ON_S3, "scale", "prune")
+    argv += ["--json", str(out)] + [f"--skip={s}" for s in skips]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     series = json.loads(out.read_text())["series"]
@@ -75,6 +77,22 @@ def test_series_section_alone_on_a_tiny_series(tmp_path: Path) -> None:
         assert simulated["stored"] <= rows[policy]["stored"] <= 1.1 * simulated["stored"]
     assert rows["chain"]["stored"] < rows["rotate"]["stored"] < rows["single"]["stored"]
     assert "### Long release series" in done.stdout and "all 7 bit-exact" in done.stdout
+
+
+def test_prune_section_alone_on_a_drifting_series(tmp_path: Path) -> None:
+    write_series(tmp_path / "app", 12)
+    out = tmp_path / "prune.json"
+    argv = [sys.executable, "-m", "bench", "--series-dir", str(tmp_path / "app"), "--no-docs"]
+    skips = (*bench.cli.ON_S3, "scale", "series")
+    argv += ["--json", str(out)] + [f"--skip={s}" for s in skips]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr
+    prune = json.loads(out.read_text())["prune"]
+    assert prune["stored_versions"] == 12 and prune["kept_versions"] == 5
+    assert prune["after"] == prune["reported_after"] == prune["dryrun_after"] < prune["before"]
+    assert prune["ratio"] <= prune["target"]
+    assert prune["read_back_dg_agent"] == prune["read_back_deltaglider"] == 5
+    assert "### Retention" in done.stdout and "5/5 / 5/5" in done.stdout
 
 
 def test_series_section_says_when_it_was_skipped() -> None:
@@ -93,7 +111,8 @@ def test_series_section_says_when_it_was_skipped() -> None:
 def test_scale_section_alone_on_a_small_bucket(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
     argv = [sys.executable, "-m", "bench", "--scale-objects", "300", "--runs", "1", "--no-docs"]
-    argv += ["--json", str(out)] + [f"--skip={s}" for s in (*bench.cli.ON_S3, "series")]
+    skips = (*bench.cli.ON_S3, "series", "prune")
+    argv += ["--json", str(out)] + [f"--skip={s}" for s in skips]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stderr
     scale = json.loads(out.read_text())["scale"]
