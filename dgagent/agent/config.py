@@ -18,6 +18,9 @@
     max_ratio = 0.5               # optional, else DG_MAX_RATIO or 0.5
     codec = "archive"             # optional: compat (default, DeltaGlider-readable) or archive
     reference_policy = "single"   # optional: rotate (default) or single (see the README)
+    keep_last = 10                # optional retention, applied at each reconcile: keep each
+    older_than = "180d"           #   line's newest 10 and those of the last 180 days (either)
+    prune_present = false         # whether retention may delete versions still in the folder
 
 Unknown keys and wrong types are errors (exit code 78 for the service), never silently ignored.
 """
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from dgagent.engine.prune import Retention, parse_duration
 from dgagent.errors import ConfigError
 from dgagent.settings import check_codec, check_policy
 from dgagent.storage import S3Options, is_store_url
@@ -49,10 +53,25 @@ class Watch:
     """``compat`` or ``archive``; None: DG_CODEC, else compat."""
     reference_policy: str | None = None
     """``rotate`` or ``single``; None: DG_REFERENCE_POLICY, else rotate."""
+    keep_last: int | None = None
+    """Retention (engine/prune.py): each release line's newest N versions stay stored."""
+    older_than: str | None = None
+    """Retention: versions older than this duration (``90d``) go, unless ``keep_last`` keeps
+    them. Neither set: the agent never prunes this watch (the default)."""
+    prune_present: bool = False
+    """Whether retention may delete stored versions whose file is still in the folder."""
 
     @property
     def name(self) -> str:
         return str(self.dir)
+
+    @property
+    def retention(self) -> Retention | None:
+        """The watch's retention; None when it has none."""
+        if self.keep_last is None and self.older_than is None:
+            return None
+        seconds = parse_duration(self.older_than) if self.older_than is not None else None
+        return Retention(keep_last=self.keep_last, older_than=seconds)
 
 
 @dataclass(frozen=True)
@@ -114,6 +133,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "delete": (bool,),
     "exclude": (list,),
     "max_ratio": (int, float),
+    "keep_last": (int,),
+    "older_than": (str,),
+    "prune_present": (bool,),
 }
 
 
@@ -150,6 +172,14 @@ def _watch(path: Path, raw: Any, number: int) -> Watch:
     ratio = values.get("max_ratio")
     if ratio is not None and not 0 <= ratio <= 1:
         raise ConfigError(f"{path}: watch #{number} max_ratio must be between 0 and 1")
+    try:
+        retention = replace(
+            Watch(Path(), ""),
+            keep_last=values.get("keep_last"),
+            older_than=values.get("older_than"),
+        ).retention
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: watch #{number}: {exc}") from exc
     return Watch(
         dir=Path(values["dir"]).expanduser().resolve(),
         url=values["url"],
@@ -164,6 +194,9 @@ def _watch(path: Path, raw: Any, number: int) -> Watch:
         )
         if "reference_policy" in values
         else None,
+        keep_last=retention.keep_last if retention else None,
+        older_than=values.get("older_than"),
+        prune_present=values.get("prune_present", False),
     )
 
 
@@ -214,7 +247,11 @@ def _toml_value(value: Any) -> str:
 
 
 def _table(values: Mapping[str, Any]) -> list[str]:
-    return [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None and v != ()]
+    return [
+        f"{k} = {_toml_value(v)}"
+        for k, v in values.items()
+        if v is not None and v != () and not (k == "prune_present" and v is False)
+    ]
 
 
 def dumps(config: AgentConfig) -> str:
