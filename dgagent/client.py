@@ -33,6 +33,7 @@ from typing import BinaryIO
 from dgagent.engine import keys
 from dgagent.engine.cache import ReferenceCache
 from dgagent.engine.change import LocalFile, differs
+from dgagent.engine.prune import Pruner, PruneReport, Retention, parse_duration
 from dgagent.engine.results import Entry, GetResult, PutResult, Summary
 from dgagent.engine.store import DeltaStore
 from dgagent.errors import ConfigError, NotFoundError
@@ -221,6 +222,24 @@ or file:///path/
         store holds there, references included, each once (as ``dg-agent stats`` counts)."""
         store, key = self.locate(prefix)
         return store.listing(folder_prefix(key), recursive=True).summary()
+
+    def prune(
+        self,
+        prefix: str = "",
+        *,
+        keep_last: int | None = None,
+        older_than: str | float | None = None,
+        recursive: bool = True,
+        dryrun: bool = False,
+    ) -> PruneReport:
+        """Delete old versions under a folder as ``dg-agent prune`` does: each release line
+        keeps its newest ``keep_last`` and those not older than ``older_than`` (seconds, or a
+        duration such as ``"90d"``); references no kept file needs are deleted or retired.
+        Neither rule: no file is deleted, only space references hold for nothing comes back."""
+        store, key = self.locate(prefix)
+        seconds = parse_duration(older_than) if isinstance(older_than, str) else older_than
+        retention = Retention(keep_last=keep_last, older_than=seconds)
+        return Pruner(store, retention).run(folder_prefix(key), recursive=recursive, dryrun=dryrun)
 
     def sync(self, folder: StrPath, dest: str = "", *, delta: bool = True) -> SyncResult:
         """Store the files of a local folder that are new or changed (as ``dg-agent sync``:

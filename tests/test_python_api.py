@@ -15,7 +15,7 @@ import pytest
 import dgagent
 from dgagent import Client, ConfigError, IntegrityError, NotFoundError
 from dgagent.engine.metadata import Kind
-from tests.artifacts import source_tree, write_zip
+from tests.artifacts import source_tree, write_series, write_zip
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,3 +125,22 @@ def test_bad_options_and_keys_say_what_to_do(tmp_path: Path) -> None:
 def test_everything_exported_is_there() -> None:
     for name in dgagent.__all__:
         assert getattr(dgagent, name) is not None
+
+
+def test_prune_keeps_the_newest_and_gives_space_back(tmp_path: Path) -> None:
+    files = write_series(tmp_path / "src", 8)
+    client = Client(f"file://{tmp_path}/store/", cache_dir=tmp_path / "cache")
+    client.sync(tmp_path / "src", "rel/")
+    before = client.stats("rel/").stored_bytes
+
+    dry = client.prune("rel/", keep_last=2, dryrun=True)
+    report = client.prune("rel/", keep_last=2)
+
+    assert dry.stored_after == report.stored_after == client.stats("rel/").stored_bytes < before
+    assert (
+        [e.key for e in client.list("rel/")]
+        == [e.key for e in report.kept]
+        == [f"{tmp_path.as_posix().lstrip('/')}/store/rel/{p.name}" for p in files[-2:]]
+    )
+    with pytest.raises(ConfigError, match="90d"):
+        client.prune("rel/", older_than="soon")
