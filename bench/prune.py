@@ -1,5 +1,5 @@
 """Retention on a real release series: store the first ``STORED`` versions, prune to the last
-``KEEP``, and compare with storing only those ``KEEP`` to begin with.
+``KEEP`` (for each of ``KEEPS``), and compare with storing only those to begin with.
 
 Everything goes through the real CLI into a bucket of the local S3 server (moto on 127.0.0.1):
 
@@ -15,7 +15,6 @@ Everything goes through the real CLI into a bucket of the local S3 server (moto 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ from bench.servers import BIN, S3Server, tool_env
 from bench.speed import DG
 
 STORED = 30
-KEEP = 5
+KEEPS = (5, 8)
+"""How many versions each run keeps (each run stores the series again)."""
 TARGET = 1.1
 """The issue's bound: pruned bytes over the bytes of storing only the kept versions."""
 UPSTREAM = str(BIN / "deltaglider")
@@ -42,50 +42,63 @@ def _bucket_bytes(s3: S3Server, bucket: str, prefix: str) -> tuple[int, int]:
     return total, count
 
 
-def measure(folder: Path, work: Path, log: Log) -> dict[str, Any]:
+def measure(folder: Path, work: Path, log: Log, keeps: tuple[int, ...] = KEEPS) -> dict[str, Any]:
     ordered = release_order(folder)[:STORED]
-    if len(ordered) < KEEP + 2:
-        return {"skipped": f"{folder} holds fewer than {KEEP + 2} versions"}
+    if len(ordered) < max(keeps) + 2:
+        return {"skipped": f"{folder} holds fewer than {max(keeps) + 2} versions"}
     files = stage(ordered, work / "all" / folder.name)
-    kept = stage(ordered[-KEEP:], work / "kept" / folder.name)
-    with S3Server() as s3:
-        bucket = s3.bucket("prune")
-        env = tool_env(work, s3.endpoint, work / "cache")
-        series_url = f"s3://{bucket}/series/"
-        log(f"prune: dg-agent sync of {len(files)} versions of {folder.name}")
-        run_output([DG, "sync", "-q", str(files[0].parent), series_url], env)
-        before, objects_before = _bucket_bytes(s3, bucket, "series/")
-        log(f"prune: dg-agent prune --keep-last {KEEP} --dryrun, then for real")
-        _, _, out = run_output(
-            [DG, "prune", "--keep-last", str(KEEP), "--dryrun", "--json", series_url], env
-        )
-        dry = json.loads(out)
-        started = time.monotonic()
-        wall, cpu, out = run_output(
-            [DG, "prune", "--keep-last", str(KEEP), "--json", series_url], env
-        )
-        done = json.loads(out)
-        seconds = time.monotonic() - started
-        after, objects_after = _bucket_bytes(s3, bucket, "series/")
-        log(f"prune: dg-agent sync of only the last {KEEP}")
-        run_output([DG, "sync", "-q", str(kept[0].parent), f"s3://{bucket}/alone/"], env)
-        alone, _ = _bucket_bytes(s3, bucket, "alone/")
-        log("prune: reading the kept versions back (dg-agent verify, DeltaGlider 6.2.0 cp)")
-        cold = tool_env(work, s3.endpoint, work / "cache-cold")
-        _, _, out = run_output([DG, "verify", "-r", "--json", series_url], cold)
-        ours = {r["url"].rsplit("/", 1)[-1]: r.get("sha256") for r in json.loads(out)["results"]}
-        theirs: dict[str, str | None] = {}
-        for path in kept:
-            dest = work / "upstream" / path.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            run_output([UPSTREAM, "cp", f"{series_url}{path.name}", str(dest)], cold)
-            theirs[path.name] = sha256(dest) if dest.exists() else None
-    expected = {p.name: sha256(p) for p in kept}
-    return {
+    result: dict[str, Any] = {
         "name": folder.name,
         "stored_versions": len(files),
-        "kept_versions": KEEP,
         "original_all": sum(p.stat().st_size for p in files),
+        "target": TARGET,
+        "runs": [],
+    }
+    with S3Server() as s3:
+        bucket = s3.bucket("prune")
+        for keep in keeps:
+            kept = stage(ordered[-keep:], work / f"kept-{keep}" / folder.name)
+            run = _one(s3, bucket, files, kept, work=work / f"keep-{keep}", log=log)
+            result["before"] = run.pop("before")
+            result["objects_before"] = run.pop("objects_before")
+            result["runs"].append(run)
+    return result
+
+
+def _one(
+    s3: S3Server, bucket: str, files: list[Path], kept: list[Path], *, work: Path, log: Log
+) -> dict[str, Any]:
+    """Store every version, prune to the last ``len(kept)``, store only those elsewhere, read
+    the kept ones back."""
+    keep = len(kept)
+    env = tool_env(work, s3.endpoint, work / "cache")
+    series_url = f"s3://{bucket}/series-{keep}/"
+    log(f"prune: dg-agent sync of {len(files)} versions")
+    run_output([DG, "sync", "-q", str(files[0].parent), series_url], env)
+    before, objects_before = _bucket_bytes(s3, bucket, f"series-{keep}/")
+    log(f"prune: dg-agent prune --keep-last {keep} --dryrun, then for real")
+    prune = [DG, "prune", "--keep-last", str(keep), "--json", series_url]
+    _, _, out = run_output([*prune, "--dryrun"], env)
+    dry = json.loads(out)
+    wall, cpu, out = run_output(prune, env)
+    done = json.loads(out)
+    after, objects_after = _bucket_bytes(s3, bucket, f"series-{keep}/")
+    log(f"prune: dg-agent sync of only the last {keep}")
+    run_output([DG, "sync", "-q", str(kept[0].parent), f"s3://{bucket}/alone-{keep}/"], env)
+    alone, _ = _bucket_bytes(s3, bucket, f"alone-{keep}/")
+    log("prune: reading the kept versions back (dg-agent verify, DeltaGlider 6.2.0 cp)")
+    cold = tool_env(work, s3.endpoint, work / "cache-cold")
+    _, _, out = run_output([DG, "verify", "-r", "--json", series_url], cold)
+    ours = {r["url"].rsplit("/", 1)[-1]: r.get("sha256") for r in json.loads(out)["results"]}
+    theirs: dict[str, str | None] = {}
+    for path in kept:
+        dest = work / "upstream" / path.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        run_output([UPSTREAM, "cp", f"{series_url}{path.name}", str(dest)], cold)
+        theirs[path.name] = sha256(dest) if dest.exists() else None
+    expected = {p.name: sha256(p) for p in kept}
+    return {
+        "kept_versions": keep,
         "original_kept": sum(p.stat().st_size for p in kept),
         "before": before,
         "objects_before": objects_before,
@@ -95,13 +108,11 @@ def measure(folder: Path, work: Path, log: Log) -> dict[str, Any]:
         "reported_after": done["stored_bytes_after"],
         "alone": alone,
         "ratio": after / alone if alone else None,
-        "target": TARGET,
         "references_deleted": len(done["references_deleted"]),
         "retired": [
             {"files": len(r["files"]), "new_target": r["new_target"]} for r in done["retired"]
         ],
-        "seconds": seconds,
-        "wall": wall,
+        "seconds": wall,
         "cpu": cpu,
         "read_back_dg_agent": sum(ours.get(n) == sha for n, sha in expected.items()),
         "read_back_deltaglider": sum(theirs.get(n) == sha for n, sha in expected.items()),
@@ -115,22 +126,37 @@ def table(prune: dict[str, Any]) -> list[str]:
     def mb(n: int) -> str:
         return f"{n / 1e6:,.2f}"
 
-    ratio = prune["ratio"]
-    verdict = "met" if ratio is not None and ratio <= prune["target"] else "NOT met"
-    n, k = prune["stored_versions"], prune["kept_versions"]
+    runs = prune["runs"]
+
+    def row(label: str, cell: Any) -> str:
+        return f"| {label} | " + " | ".join(cell(r) for r in runs) + " |"
+
+    def verdict(r: dict[str, Any]) -> str:
+        met = r["ratio"] is not None and r["ratio"] <= prune["target"]
+        return f"{r['ratio']:.3f}x ({'met' if met else 'NOT met'})"
+
+    def retired(r: dict[str, Any]) -> str:
+        moved = sum(x["files"] for x in r["retired"])
+        return f"{r['references_deleted']} / {len(r['retired'])} ({moved} files re-encoded)"
+
+    n = prune["stored_versions"]
     return [
-        f"| {prune['name']}: {n} versions stored, pruned to the last {k} | MB | objects |",
-        "|---|---:|---:|",
-        f"| stored, all {n} (original {mb(prune['original_all'])} MB) | {mb(prune['before'])} | "
-        f"{prune['objects_before']} |",
-        f"| `prune --dryrun` said after | {mb(prune['dryrun_after'])} | |",
-        f"| after `prune --keep-last {k}` ({prune['seconds']:.1f} s) | {mb(prune['after'])} | "
-        f"{prune['objects_after']} |",
-        f"| only the last {k} stored (original {mb(prune['original_kept'])} MB) | "
-        f"{mb(prune['alone'])} | |",
-        f"| pruned / only the last {k} (target ≤ {prune['target']}x: {verdict}) | {ratio:.3f}x | |",
-        f"| references deleted / retired | {prune['references_deleted']} / "
-        f"{len(prune['retired'])} | |",
-        f"| read back bit-exact: dg-agent / DeltaGlider 6.2.0 | {prune['read_back_dg_agent']}/{k}"
-        f" / {prune['read_back_deltaglider']}/{k} | |",
+        f"| {prune['name']}: {n} versions ({mb(prune['original_all'])} MB), stored in "
+        f"{mb(prune['before'])} MB, {prune['objects_before']} objects | "
+        + " | ".join(f"`--keep-last {r['kept_versions']}`" for r in runs)
+        + " |",
+        "|---|" + "---:|" * len(runs),
+        row("`prune --dryrun` said after, MB", lambda r: mb(r["dryrun_after"])),
+        row("after the prune, MB (objects)", lambda r: f"{mb(r['after'])} ({r['objects_after']})"),
+        row("prune wall time, s", lambda r: f"{r['seconds']:.1f}"),
+        row("only the kept versions stored, MB", lambda r: mb(r["alone"])),
+        row(f"pruned / only the kept (target ≤ {prune['target']}x)", verdict),
+        row("references deleted / retired", retired),
+        row(
+            "kept read back bit-exact: dg-agent / DeltaGlider 6.2.0",
+            lambda r: (
+                f"{r['read_back_dg_agent']}/{r['kept_versions']} / "
+                f"{r['read_back_deltaglider']}/{r['kept_versions']}"
+            ),
+        ),
     ]

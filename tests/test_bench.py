@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import bench.cli
+import bench.prune
 import bench.report
 import bench.scale
 import bench.series
@@ -88,11 +89,15 @@ def test_prune_section_alone_on_a_drifting_series(tmp_path: Path) -> None:
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stderr
     prune = json.loads(out.read_text())["prune"]
-    assert prune["stored_versions"] == 12 and prune["kept_versions"] == 5
-    assert prune["after"] == prune["reported_after"] == prune["dryrun_after"] < prune["before"]
-    assert prune["ratio"] <= prune["target"]
-    assert prune["read_back_dg_agent"] == prune["read_back_deltaglider"] == 5
-    assert "### Retention" in done.stdout and "5/5 / 5/5" in done.stdout
+    assert prune["stored_versions"] == 12
+    assert [r["kept_versions"] for r in prune["runs"]] == list(bench.prune.KEEPS)
+    for r in prune["runs"]:
+        assert r["after"] == r["reported_after"] == r["dryrun_after"] < prune["before"]
+        assert r["ratio"] <= prune["target"]
+        keep = r["kept_versions"]
+        assert r["read_back_dg_agent"] == r["read_back_deltaglider"] == keep
+        assert f"{keep}/{keep} / {keep}/{keep}" in done.stdout
+    assert "### Retention" in done.stdout
 
 
 def test_series_section_says_when_it_was_skipped() -> None:
