@@ -280,6 +280,8 @@ class Pruner:
             report.kept += [v.entry for v in kept]
             report.deleted += [v.entry for v in gone]
             doomed += [v.entry.stored_key for v in gone]
+            # A delta that a whole object of the same name shadows goes with the name.
+            doomed += [k for v in gone if (k := keys.delta_key(v.key)) in sizes]
             for v in gone:
                 self.say(f"{_dry(dryrun)}delete: {self.store.url(v.key)}")
             report.retired += self._retire(space, kept, objects[space], report, dryrun=dryrun)
@@ -326,10 +328,13 @@ class Pruner:
         dryrun: bool,
     ) -> list[Retirement]:
         """Retire the references the kept deltas need although no kept version is one."""
-        deltas = [v for v in kept if v.meta is not None and v.meta.kind is Kind.DELTA]
+        deltas = [v for v in kept if keys.is_delta(v.entry.stored_key)]
         if not deltas:
             return []
-        if any(v.meta is None or not is_sha256(v.meta.ref_sha256) for v in deltas):
+        if any(
+            v.meta is None or v.meta.kind is not Kind.DELTA or not is_sha256(v.meta.ref_sha256)
+            for v in deltas
+        ):
             report.notes.append(
                 f"{self.store.url(space)}: a delta does not say which reference it needs; "
                 "no reference there was retired"
