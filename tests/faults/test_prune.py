@@ -10,6 +10,7 @@ second prune runs to the end and must leave exactly the kept versions, all reada
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -119,7 +120,10 @@ def test_a_prune_racing_a_writer_leaves_every_file_readable(
     writer_env = dict(os.environ, DG_CACHE_DIR=str(tmp_path / "cache-writer"))
 
     prune = subprocess.Popen(
-        command(f"{root}/rel/", backend, "prune", "-q", "--keep-last", str(KEEP)), env=env
+        command(f"{root}/rel/", backend, "prune", "--json", "--keep-last", str(KEEP)),
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     if round_:
         time.sleep(KILLER.uniform(0.1, 0.8))
@@ -128,7 +132,16 @@ def test_a_prune_racing_a_writer_leaves_every_file_readable(
         env=writer_env,
     )
     assert writer.wait(timeout=120) == 0
-    assert prune.wait(timeout=120) == 0
+    out, _ = prune.communicate(timeout=120)
+    assert prune.returncode == 0
+    deleted = {url.rsplit("/", 1)[1] for url in json.loads(out)["deleted"]}
 
-    # Whatever the interleaving: the kept versions and every new one read back bit-exact.
-    assert_readable(storage, tmp_path, "rel", old[-KEEP:] + new)
+    # New versions the prune listed are the newest, so they stay: the versions it deleted are
+    # old ones (the last KEEP of them too, when new ones were listed before them).
+    assert not deleted & {p.name for p in new}
+    stays = [p for p in old[-KEEP:] if p.name not in deleted] + new
+    assert_readable(storage, tmp_path, "rel", stays)
+    # And whatever else is still listed reads back as the bytes it was stored from.
+    sources = {p.name: p for p in old + new}
+    listed = [e.key.rsplit("/", 1)[1] for e in store.listing("rel/", recursive=False).files]
+    assert_readable(storage, tmp_path, "rel", [sources[name] for name in listed])
