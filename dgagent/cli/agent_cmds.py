@@ -12,11 +12,11 @@ from typing import Any
 
 from dgagent.agent import config as config_file
 from dgagent.agent import lock, service
-from dgagent.agent.client import AgentClient, AgentConnectionError, AgentNotRunning
 from dgagent.agent.config import Watch
-from dgagent.agent.paths import agent_paths
 from dgagent.cli.common import Session, add_reference_policy, human, percent, print_json
 from dgagent.errors import ConfigError, DgError
+from dgagent.rpc import AgentClient, AgentConnectionError, AgentNotRunning
+from dgagent.rpc.paths import agent_paths
 from dgagent.storage import Location, parse_location
 
 EXIT_CONFIG = 78
@@ -40,6 +40,7 @@ def _ask(method: str, params: dict[str, Any] | None = None, timeout: float = 30.
 def run_agent(args: argparse.Namespace, session: Session) -> int:
     # Imported here: watchdog and apscheduler are only needed by the agent process itself.
     from dgagent.agent.daemon import Agent, AlreadyRunningError  # noqa: PLC0415
+    from dgagent.agent.rpc import serve  # noqa: PLC0415
 
     paths = agent_paths()
     try:
@@ -48,7 +49,7 @@ def run_agent(args: argparse.Namespace, session: Session) -> int:
         print(f"dg-agent: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        return agent.run()
+        return serve(agent)
     except AlreadyRunningError as exc:
         print(f"dg-agent: {exc}", file=sys.stderr)
         return 1

@@ -11,10 +11,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from dgagent import __version__
 from dgagent.cli import agent_cmds, completion, cp, listing, migrate, putget, remove, sync
 from dgagent.cli.common import Session, add_store_options
 from dgagent.errors import ConfigError, DgError
+from dgagent.version import __version__
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2

@@ -18,9 +18,9 @@ from rich.console import Console
 from textual.app import App
 from textual.pilot import Pilot
 
-from tui.agent.link import Backoff
-from tui.app import DgApp
-from tui.testing import FROZEN_EPOCH, FakeAgent, FakeState, demo_state
+from dgagent_tui.agent.link import Backoff
+from dgagent_tui.app import DgApp
+from dgagent_tui.testing import FROZEN_EPOCH, FakeAgent, FakeState, demo_state
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from textual.widgets import Static
 
+from dgagent_tui.agent.model import MAX_DONE_ROWS
+from dgagent_tui.screens.queue import QueueScreen
+from dgagent_tui.screens.queue_table import QueueTable
+from dgagent_tui.testing import FROZEN_EPOCH, FakeAgent, FakeState, demo_problems, demo_state
+from dgagent_tui.widgets import Cell, ProblemsStrip
 from tests.tui.conftest import make_app, serving, settle, wait_for
-from tui.agent.model import MAX_DONE_ROWS
-from tui.screens.queue import QueueScreen
-from tui.screens.queue_table import QueueTable
-from tui.testing import FROZEN_EPOCH, FakeAgent, FakeState, demo_problems, demo_state
-from tui.widgets import Cell, ProblemsStrip
 
 WATCH = "/home/me/builds"
 
@@ -25,13 +26,16 @@ def publish_stored(
         "file.stored",
         watch=WATCH,
         path=path,
+        op="put",
         key=path,
         kind="delta",
+        codec="compat",
         original_size=original,
         stored_size=stored,
         ratio=stored / original,
         cache_hit=cache_hit,
         seconds=0.5,
+        why="delta",
     )
 
 
@@ -110,8 +114,8 @@ async def test_vim_keys_and_detail_view(fake_agent: FakeAgent) -> None:
 async def test_ten_thousand_rows_flush_quickly(short_dir: Path) -> None:
     """Not a timing assertion: 10,000 rows stay correct; the times measured are printed (-s)."""
     state: FakeState = demo_state(rows=10_000)
-    for item in state.items[: 10_000 - 4]:
-        item["state"] = "queued"  # pending rows are all kept (stored rows are capped)
+    # pending rows are all kept (stored rows are capped)
+    state.items[: 10_000 - 4] = [replace(i, state="queued") for i in state.items[: 10_000 - 4]]
     agent = FakeAgent(short_dir / "agent.sock", state)
     agent.start()
     try:
@@ -171,7 +175,9 @@ async def test_failed_rows_are_drawn_in_the_theme_error_colour(fake_agent: FakeA
 
         assert styles("app/app-1.11.zip") == {red}  # failed in the snapshot: every cell
         assert styles("app/app-1.1.zip") == {""}
-        fake_agent.publish("file.failed", watch=WATCH, path="app/app-1.9.zip", error="denied")
+        fake_agent.publish(
+            "file.failed", watch=WATCH, path="app/app-1.9.zip", op="put", error="denied"
+        )
         await wait_for(pilot, lambda: styles("app/app-1.9.zip") == {red}, "the row to turn red")
 
 

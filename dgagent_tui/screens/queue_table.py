@@ -14,9 +14,9 @@ from typing import Any
 from textual.coordinate import Coordinate
 from textual.widgets.data_table import ColumnKey, RowKey
 
-from tui import format as fmt
-from tui.agent.model import Key, QueueModel, QueueRow
-from tui.widgets import Cell, VimTable
+from dgagent_tui import format as fmt
+from dgagent_tui.agent.model import Key, QueueModel, QueueRow
+from dgagent_tui.widgets import Cell, VimTable
 
 # column key → (label, width or None for auto)
 COLUMNS: dict[str, tuple[str, int | None]] = {

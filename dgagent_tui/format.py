@@ -137,7 +137,7 @@ def severity(event: dict[str, Any]) -> str | None:
 
     >>> severity({"type": "file.failed"}), severity({"type": "file.retry"})
     ('error', 'warning')
-    >>> severity({"type": "scan.finished", "data": {"errors": 0}}) is None
+    >>> severity({"type": "scan.finished", "data": {"errors": []}}) is None
     True
     """
     kind, data = event.get("type"), event.get("data") or {}
@@ -176,7 +176,8 @@ def event_text(event: dict[str, Any]) -> str:  # noqa: PLR0911 (one case per eve
         missing = "  (the watched folder is missing)" if data.get("root_missing") else ""
         return (
             f"scan      {data.get('watch')}: {data.get('files')} files, {data.get('changed')} "
-            f"changed, {data.get('deletes') or 0} deleted, {data.get('errors')} errors "
+            # errors: the first few messages (records.ScanFinished), so their count here
+            f"changed, {data.get('deletes') or 0} deleted, {len(data.get('errors') or [])} errors "
             f"in {data.get('seconds')} s{missing}"
         )
     if kind == "scan.started":

@@ -19,12 +19,12 @@ from textual.selection import Selection
 from textual.strip import Strip
 from textual.widgets import Input, Static
 
-from tui import format as fmt
-from tui.footer import DgFooter
-from tui.widgets import FilterInput, LinkBar, tone_styles
+from dgagent_tui import format as fmt
+from dgagent_tui.footer import DgFooter
+from dgagent_tui.widgets import FilterInput, LinkBar, tone_styles
 
 if TYPE_CHECKING:
-    from tui.app import DgApp
+    from dgagent_tui.app import DgApp
 
 
 INDENT = 10  # "HH:MM:SS  ": wrapped lines start under the text, not under the time

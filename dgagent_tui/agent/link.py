@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dgagent.agent.client import AgentConnectionError, AgentTimeoutError, RpcError
-from tui.agent.client import AsyncAgentClient
+from dgagent.rpc import AgentConnectionError, AgentTimeoutError, EventType, Method, RpcError
+from dgagent.rpc.records import Hello, QueueItem, QueuePage, Status, Transfer, Transfers
+from dgagent_tui.agent.client import AsyncAgentClient
 
 DONE_ROWS_LOADED = 1000  # stored files fetched on (re)connect; older ones are history
 PENDING_ROWS_LOADED = 20_000
@@ -44,16 +45,16 @@ class Backoff:
 @dataclass(frozen=True)
 class LinkUp:
     client: AsyncAgentClient
-    hello: dict[str, Any]
+    hello: Hello
 
 
 @dataclass(frozen=True)
 class Snapshot:
     """Everything needed to (re)draw from scratch: after connecting and after lost events."""
 
-    status: dict[str, Any]
-    items: list[dict[str, Any]]
-    transfers: list[dict[str, Any]]
+    status: Status
+    items: list[QueueItem]
+    transfers: list[Transfer]
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class AgentEvent:
 
 @dataclass(frozen=True)
 class StatusTick:
-    status: dict[str, Any]
+    status: Status
 
 
 @dataclass(frozen=True)
@@ -78,16 +79,23 @@ class LinkDown:
 Update = LinkUp | Snapshot | AgentEvent | StatusTick | LinkDown
 
 
+async def status(client: AsyncAgentClient) -> Status:
+    return Status.from_json(await client.call(Method.STATUS))
+
+
 async def snapshot(client: AsyncAgentClient) -> Snapshot:
-    status = await client.call("status")
-    items: list[dict[str, Any]] = []
-    for state in ("uploading", "queued", "failed"):
-        page = await client.call("queue", {"state": state, "limit": PENDING_ROWS_LOADED})
-        items += page["items"]
-    done = await client.call("queue", {"state": "stored", "limit": DONE_ROWS_LOADED})
-    items += done["items"]
-    transfers = await client.call("transfers", {"limit": 120})
-    return Snapshot(status, items, transfers["items"])
+    first = await status(client)
+    items: list[QueueItem] = []
+    for state, limit in (
+        ("uploading", PENDING_ROWS_LOADED),
+        ("queued", PENDING_ROWS_LOADED),
+        ("failed", PENDING_ROWS_LOADED),
+        ("stored", DONE_ROWS_LOADED),
+    ):
+        page = await client.call(Method.QUEUE, {"state": state, "limit": limit})
+        items += QueuePage.from_json(page).items
+    transfers = await client.call(Method.TRANSFERS, {"limit": 120})
+    return Snapshot(first, items, Transfers.from_json(transfers).items)
 
 
 async def follow(
@@ -107,10 +115,10 @@ async def follow(
             hello = await client.connect()
             # Replay the agent's recent history for the log; only what we have not seen yet
             # from this same agent process.
-            since = seen[1] if hello.get("pid") == seen[0] else 0
-            subscribed = await client.call("events.subscribe", {"since": since})
+            since = seen[1] if hello.pid == seen[0] else 0
+            subscribed = await client.call(Method.SUBSCRIBE, {"since": since})
             history_until = int(subscribed.get("last_seq") or 0)
-            seen = (hello.get("pid"), history_until)
+            seen = (hello.pid, history_until)
             backoff.reset()
             was_up = True
             yield LinkUp(client, hello)
@@ -119,13 +127,13 @@ async def follow(
                 try:
                     event = await asyncio.wait_for(client.events.get(), status_every)
                 except TimeoutError:
-                    yield StatusTick(await client.call("status"))
+                    yield StatusTick(await status(client))
                     continue
                 if event is None:
                     raise AgentConnectionError("the agent closed the connection")
                 seq = int(event.get("seq") or event.get("to") or 0)
                 seen = (seen[0], max(seen[1], seq))
-                if event.get("type") == "events.dropped":
+                if event.get("type") == EventType.EVENTS_DROPPED:
                     yield AgentEvent(event, replay=seq <= history_until)
                     yield await snapshot(client)  # we missed some: re-read the whole state
                     continue

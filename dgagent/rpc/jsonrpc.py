@@ -3,7 +3,7 @@
 Every message is one JSON object on one ``\\n``-terminated line. A malformed line becomes a
 BadRequestError that already carries its error answer; a handler's exception becomes an error
 answer too, so nothing a client sends or a handler raises can break the connection. The error
-codes and :class:`RpcError` live in :mod:`dgagent.agent.client`, shared with the client.
+codes and :class:`RpcError` live in :mod:`dgagent.rpc.protocol`, shared with the clients.
 """
 
 from __future__ import annotations
@@ -14,18 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dgagent.agent.client import (
-    APP_ERROR,
-    INTERNAL_ERROR,
-    INVALID_PARAMS,
-    INVALID_REQUEST,
-    PARSE_ERROR,
-    RpcError,
-)
-from dgagent.agent.events import Event
 from dgagent.errors import DgError
+from dgagent.rpc.protocol import ErrorCode, RpcError
+from dgagent.rpc.records import Event, Record
 
 log = logging.getLogger(__name__)
+PARSE_ERROR, INVALID_REQUEST = ErrorCode.PARSE_ERROR, ErrorCode.INVALID_REQUEST
 
 # A method: the request's params in, a JSON-able result out (or an RpcError, a DgError).
 Handler = Callable[[dict[str, Any]], Any]
@@ -48,12 +42,14 @@ def encode(message: dict[str, Any]) -> bytes:
 
 def result_line(request: Request, result: Any) -> bytes:
     """The answer to ``request``; a result JSON cannot carry becomes an internal error."""
+    if isinstance(result, Record):
+        result = result.to_json()
     try:
         return encode({"jsonrpc": "2.0", "id": request.id, "result": result})
     except (TypeError, ValueError, RecursionError) as exc:
         log.error("the result of %r is not JSON-serialisable: %s", request.method, exc)
         message = f"internal error in {request.method}: the result is not JSON-serialisable"
-        return error_line(request.id, RpcError(INTERNAL_ERROR, message))
+        return error_line(request.id, RpcError(ErrorCode.INTERNAL_ERROR, message))
 
 
 def error_line(request_id: Any, error: RpcError) -> bytes:
@@ -92,9 +88,13 @@ def parse_request(line: bytes) -> Request:
     try:
         message = json.loads(line.decode("utf-8"))
     except UnicodeDecodeError:
-        raise BadRequestError(None, PARSE_ERROR, "parse error: the message is not UTF-8") from None
+        raise BadRequestError(
+            None, ErrorCode.PARSE_ERROR, "parse error: the message is not UTF-8"
+        ) from None
     except RecursionError:
-        raise BadRequestError(None, PARSE_ERROR, "parse error: nested too deeply") from None
+        raise BadRequestError(
+            None, ErrorCode.PARSE_ERROR, "parse error: nested too deeply"
+        ) from None
     except ValueError as exc:
         raise BadRequestError(None, PARSE_ERROR, f"parse error: {exc}") from None
     if isinstance(message, list):
@@ -103,13 +103,17 @@ def parse_request(line: bytes) -> Request:
         raise BadRequestError(None, INVALID_REQUEST, "a request must be a JSON object")
     request_id = message.get("id")
     if isinstance(request_id, bool) or not isinstance(request_id, str | int | float | None):
-        raise BadRequestError(None, INVALID_REQUEST, '"id" must be a string, a number or null')
+        raise BadRequestError(
+            None, ErrorCode.INVALID_REQUEST, '"id" must be a string, a number or null'
+        )
     if message.get("jsonrpc") != "2.0":
-        raise BadRequestError(request_id, INVALID_REQUEST, 'the "jsonrpc" member must be "2.0"')
+        raise BadRequestError(
+            request_id, ErrorCode.INVALID_REQUEST, 'the "jsonrpc" member must be "2.0"'
+        )
     method = message.get("method")
     if not isinstance(method, str) or not method:
         raise BadRequestError(
-            request_id, INVALID_REQUEST, 'the "method" member must be a non-empty string'
+            request_id, ErrorCode.INVALID_REQUEST, 'the "method" member must be a non-empty string'
         )
     params = message.get("params")
     if params is None:
@@ -117,7 +121,7 @@ def parse_request(line: bytes) -> Request:
     elif not isinstance(params, dict):
         raise BadRequestError(
             request_id,
-            INVALID_PARAMS,
+            ErrorCode.INVALID_PARAMS,
             f'"params" must be an object of named parameters, not {type(params).__name__}',
         )
     return Request(request_id, method, params, notification="id" not in message)
@@ -130,9 +134,9 @@ def run_handler(handler: Handler, request: Request) -> bytes:
     except RpcError as exc:
         return error_line(request.id, exc)
     except DgError as exc:
-        return error_line(request.id, RpcError(APP_ERROR, str(exc)))
+        return error_line(request.id, RpcError(ErrorCode.APP_ERROR, str(exc)))
     except Exception as exc:
         log.exception("handler for %r failed", request.method)
         message = f"internal error in {request.method}: {type(exc).__name__} (see the agent log)"
-        return error_line(request.id, RpcError(INTERNAL_ERROR, message))
+        return error_line(request.id, RpcError(ErrorCode.INTERNAL_ERROR, message))
     return result_line(request, result)  # encoded here, in the pool, not on the loop

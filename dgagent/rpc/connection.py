@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from typing import Any, Protocol
 
-from dgagent.agent.client import INVALID_REQUEST, METHOD_NOT_FOUND, RpcError
-from dgagent.agent.jsonrpc import (
+from dgagent.rpc.jsonrpc import (
     BadRequestError,
     Handler,
     Request,
@@ -25,14 +26,33 @@ from dgagent.agent.jsonrpc import (
     result_line,
     run_handler,
 )
-
-if TYPE_CHECKING:
-    from dgagent.agent.server import RpcServer
+from dgagent.rpc.protocol import BUILTINS, ErrorCode, MethodNotFound, RpcError
+from dgagent.rpc.records import dropped
 
 log = logging.getLogger(__name__)
 
 MAX_PENDING = 64  # requests per connection read but not yet answered; then stop reading it
 _WRITE_BATCH = 1 << 16
+
+
+class Server(Protocol):
+    """What a connection uses of its server (server.RpcServer), named here so that this module
+    need not import the server's."""
+
+    @property
+    def stopping(self) -> bool: ...
+    @property
+    def subscribers(self) -> set[Connection]: ...
+    @property
+    def max_line(self) -> int: ...
+    @property
+    def client_queue(self) -> int: ...
+    @property
+    def handlers(self) -> Mapping[str, Handler]: ...
+    @property
+    def pool(self) -> Executor | None: ...
+
+    def call_builtin(self, conn: Connection, method: str, params: dict[str, Any]) -> Any: ...
 
 
 class Connection:
@@ -44,7 +64,7 @@ class Connection:
     """
 
     def __init__(
-        self, server: RpcServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         self.server = server
         self.name = "?"
@@ -114,7 +134,10 @@ class Connection:
                     limit = self.server.max_line
                     self._send(
                         error_line(
-                            None, RpcError(INVALID_REQUEST, f"message larger than {limit} bytes")
+                            None,
+                            RpcError(
+                                ErrorCode.INVALID_REQUEST, f"message larger than {limit} bytes"
+                            ),
                         )
                     )
                     if not await self._discard_line():
@@ -142,7 +165,7 @@ class Connection:
         except BadRequestError as exc:
             self._send(exc.answer)
             return
-        if request.method in self.server.BUILTINS:
+        if request.method in BUILTINS:
             try:
                 result = self.server.call_builtin(self, request.method, request.params)
             except RpcError as exc:
@@ -152,7 +175,7 @@ class Connection:
             return
         handler = self.server.handlers.get(request.method)
         if handler is None:
-            error = RpcError(METHOD_NOT_FOUND, f"unknown method {request.method!r}")
+            error = MethodNotFound(f"unknown method {request.method!r}")
             self._answer(request, error_line(request.id, error))
             return
         task = asyncio.create_task(self._call(handler, request))
@@ -207,7 +230,7 @@ class Connection:
             return False
         first, last = self._dropped
         self._dropped = None
-        params = {"type": "events.dropped", "from": first, "to": last}
+        params = dropped(first, last)
         self._events.append(encode({"jsonrpc": "2.0", "method": "event", "params": params}))
         self._wake.set()
         return True

@@ -16,13 +16,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dgagent.agent.client import (
+from dgagent.rpc import (
     PROTOCOL,
     AgentConnectionError,
     AgentNotRunning,
     AgentTimeoutError,
+    ErrorCode,
+    Method,
     RpcError,
+    error_from_json,
 )
+from dgagent.rpc.protocol import request
+from dgagent.rpc.records import Hello
 
 MAX_LINE = 4 << 20  # the agent refuses requests over 1 MiB; its answers (a big listing) may be more
 
@@ -34,7 +39,7 @@ class AsyncAgentClient:
         self.socket_path = Path(socket_path)
         self.timeout = timeout
         self.events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self.hello: dict[str, Any] = {}
+        self.hello: Hello | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._writer: asyncio.StreamWriter | None = None
@@ -45,7 +50,7 @@ class AsyncAgentClient:
     def connected(self) -> bool:
         return self._writer is not None
 
-    async def connect(self, client: str = "dg-tui") -> dict[str, Any]:
+    async def connect(self, client: str = "dg-tui") -> Hello:
         """Open the connection and say hello; returns the agent's hello (version, pid)."""
         path = os.fspath(self.socket_path)
         try:
@@ -61,7 +66,8 @@ class AsyncAgentClient:
             raise AgentConnectionError(f"cannot connect to {path}: {exc.strerror or exc}") from exc
         self._writer = writer
         self._reader_task = asyncio.create_task(self._read(reader), name="dg-tui-agent-reader")
-        self.hello = await self.call("hello", {"protocol": PROTOCOL, "client": client})
+        answer = await self.call(Method.HELLO, {"protocol": PROTOCOL, "client": client})
+        self.hello = Hello.from_json(answer)
         return self.hello
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
@@ -72,9 +78,9 @@ class AsyncAgentClient:
         request_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        line = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}}
+        line = json.dumps(request(request_id, method, params), separators=(",", ":"))
         try:
-            writer.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+            writer.write(line.encode() + b"\n")
             await writer.drain()
             return await asyncio.wait_for(future, self.timeout)
         except TimeoutError as exc:
@@ -127,10 +133,9 @@ class AsyncAgentClient:
             return  # an answer to a call that timed out meanwhile
         error = message.get("error")
         if isinstance(error, dict):
-            code, text = error.get("code", -32603), error.get("message", "")
-            future.set_exception(RpcError(int(code), str(text), error.get("data")))
+            future.set_exception(error_from_json(error))
         elif error is not None:
-            future.set_exception(RpcError(-32603, str(error)))
+            future.set_exception(RpcError(ErrorCode.INTERNAL_ERROR, str(error)))
         else:
             future.set_result(message.get("result"))
 

@@ -1,7 +1,7 @@
 """dg-tui: the terminal UI beside a running agent. It talks only to the agent's socket.
 
-The App owns the link (one long-lived worker following ``tui.agent.link.follow``) and the data
-every screen draws from (the queue model, the event log). Screens read that data on their own
+The App owns the link (one long-lived worker following ``agent.link.follow``) and the data every
+screen draws from (the queue model, the event log). Screens read that data on their own
 timers, so a burst of events costs a few model updates, not a redraw each. Each user action
 runs in its own worker; a failure there becomes an error modal, never a traceback.
 """
@@ -22,20 +22,29 @@ from textual.screen import Screen
 from textual.scrollbar import ScrollBar
 from textual.worker import Worker, WorkerState
 
-from dgagent.agent.client import AgentConnectionError
-from dgagent.agent.paths import agent_paths
 from dgagent.errors import DgError
-from tui import cli, folders, keys
-from tui.agent.client import AsyncAgentClient
-from tui.agent.link import AgentEvent, Backoff, LinkDown, LinkUp, Snapshot, StatusTick, follow
-from tui.agent.model import QueueModel
-from tui.screens.activity import ActivityScreen
-from tui.screens.browse import BrowseScreen
-from tui.screens.help import HelpModal, HelpRow
-from tui.screens.modals import ErrorModal
-from tui.screens.offline import OfflineScreen
-from tui.screens.queue import QueueScreen
-from tui.widgets import WholeCellScrollBarRender
+from dgagent.rpc import AgentConnectionError, Method
+from dgagent.rpc.paths import agent_paths
+from dgagent.rpc.records import Hello, Status
+from dgagent_tui import cli, folders, keys
+from dgagent_tui.agent.client import AsyncAgentClient
+from dgagent_tui.agent.link import (
+    AgentEvent,
+    Backoff,
+    LinkDown,
+    LinkUp,
+    Snapshot,
+    StatusTick,
+    follow,
+)
+from dgagent_tui.agent.model import QueueModel
+from dgagent_tui.screens.activity import ActivityScreen
+from dgagent_tui.screens.browse import BrowseScreen
+from dgagent_tui.screens.help import HelpModal, HelpRow
+from dgagent_tui.screens.modals import ErrorModal
+from dgagent_tui.screens.offline import OfflineScreen
+from dgagent_tui.screens.queue import QueueScreen
+from dgagent_tui.widgets import WholeCellScrollBarRender
 
 MAX_EVENTS = 5000
 
@@ -87,7 +96,7 @@ class DgApp(App[None]):
         self.client: AsyncAgentClient | None = None
         self.link_up = False
         self.stale = False
-        self.hello: dict[str, Any] = {}
+        self.hello: Hello | None = None
         self.last_error = ""
         self.retry_in = 0.0
         self._last_mode = "queue"
@@ -148,7 +157,7 @@ class DgApp(App[None]):
 
     def _show_link(self) -> None:
         if self.link_up:
-            version = self.hello.get("agent", "?")
+            version = self.hello.agent if self.hello else "?"
             mode = "  [b]read-only[/b]" if self.read_only else ""
             reloading = "  reloading…" if self.stale else ""
             self.link_text = f"● connected  agent {version}  {self.label}{mode}{reloading}"
@@ -197,13 +206,13 @@ class DgApp(App[None]):
         self.push_screen(HelpModal(rows, where))
 
     def action_pause(self) -> None:
-        paused = bool(self.model.status.get("paused"))
+        paused = self.model.paused
         method = "resume" if paused else "pause"
         self.run_op(self._pause(method), method)
 
     async def _pause(self, method: str) -> None:
         await self.call(method)
-        self.model.set_status(await self.call("status"))
+        self.model.set_status(Status.from_json(await self.call(Method.STATUS)))
         self.notify("syncing resumed" if method == "resume" else "syncing paused")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -15,11 +15,11 @@ from textual.scrollbar import ScrollBarRender
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 
-from tui import format as fmt
-from tui.agent.model import Problem
+from dgagent_tui import format as fmt
+from dgagent_tui.agent.model import Problem
 
 if TYPE_CHECKING:
-    from tui.app import DgApp
+    from dgagent_tui.app import DgApp
 
 
 def tone_styles(app: App[Any]) -> dict[str, str]:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from dgagent import __version__
+from dgagent.version import __version__
 
 EXIT_USAGE = 2
 

@@ -10,11 +10,11 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from tui import format as fmt
-from tui.agent.model import QueueRow
-from tui.footer import DgFooter
-from tui.screens.actions import ItemScreen, Target
-from tui.widgets import LinkBar, tone_styles
+from dgagent_tui import format as fmt
+from dgagent_tui.agent.model import QueueRow
+from dgagent_tui.footer import DgFooter
+from dgagent_tui.screens.actions import ItemScreen, Target
+from dgagent_tui.widgets import LinkBar, tone_styles
 
 ON_STORED = frozenset({"download", "restore", "verify", "delete"})
 

@@ -12,12 +12,12 @@ from textual.binding import Binding
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input, Static
 
-from tui import format as fmt
-from tui.footer import DgFooter
-from tui.screens.actions import ItemScreen, Target
-from tui.screens.detail import DetailScreen
-from tui.screens.queue_table import KIND_FLAGS
-from tui.widgets import Cell, FilterInput, LinkBar, VimTable
+from dgagent_tui import format as fmt
+from dgagent_tui.footer import DgFooter
+from dgagent_tui.screens.actions import ItemScreen, Target
+from dgagent_tui.screens.detail import DetailScreen
+from dgagent_tui.screens.queue_table import KIND_FLAGS
+from dgagent_tui.widgets import Cell, FilterInput, LinkBar, VimTable
 
 PAGE = 200  # files per page: big prefixes are listed a page at a time
 
@@ -97,7 +97,7 @@ class BrowseScreen(ItemScreen):
         try:
             if self.root is None:
                 got = await self.dg.call("browse.buckets")
-                watched = [str(w.get("url")) for w in self.dg.model.status.get("watches") or []]
+                watched = [w.url for w in self.dg.model.watches]
                 stores = [s for s in got.get("stores") or [] if s not in watched]
                 self.stores = sorted(set(watched)) + stores
                 if len(watched) == 1 and not self._opened_once:

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from textual.binding import Binding
 from textual.screen import Screen
 
-from tui import folders
-from tui.screens.modals import ConfirmModal, DownloadModal, TypedConfirmModal
+from dgagent_tui import folders
+from dgagent_tui.screens.modals import ConfirmModal, DownloadModal, TypedConfirmModal
 
 if TYPE_CHECKING:
-    from tui.app import DgApp
+    from dgagent_tui.app import DgApp
 
 DESTRUCTIVE = frozenset({"restore", "delete", "retry", "cancel", "pause"})
 NEEDS_AGENT = frozenset({"download", "restore", "verify", "delete", "retry", "cancel", "pause"})

@@ -13,8 +13,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from dgagent.agent.paths import agent_paths
 from dgagent.errors import ConfigError
+from dgagent.rpc.paths import agent_paths
 
 
 def default_keymap_file() -> Path:

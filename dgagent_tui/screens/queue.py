@@ -11,13 +11,12 @@ from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.widgets import DataTable, Input, Label, Static
 
-from tui import format as fmt
-from tui.agent.model import problems
-from tui.footer import DgFooter
-from tui.screens.actions import ItemScreen, Target
-from tui.screens.detail import DetailScreen
-from tui.screens.queue_table import SORTS, QueueTable
-from tui.widgets import Bars, FilterInput, LinkBar, ProblemsStrip, tone_styles
+from dgagent_tui import format as fmt
+from dgagent_tui.footer import DgFooter
+from dgagent_tui.screens.actions import ItemScreen, Target
+from dgagent_tui.screens.detail import DetailScreen
+from dgagent_tui.screens.queue_table import SORTS, QueueTable
+from dgagent_tui.widgets import Bars, FilterInput, LinkBar, ProblemsStrip, tone_styles
 
 FLUSH_EVERY = 0.25  # seconds: a few table updates a second, however many events arrive
 
@@ -95,7 +94,7 @@ class QueueScreen(ItemScreen):
         elif changed or removed:
             table.flush(model, changed, removed, now)
         self._summary()
-        self.query_one(ProblemsStrip).show(problems(self.dg.model.status))
+        self.query_one(ProblemsStrip).show(self.dg.model.problems())
         return time.perf_counter() - started
 
     def tick(self) -> None:
@@ -122,7 +121,7 @@ class QueueScreen(ItemScreen):
         counts = model.counts()
         saved, original = model.saved()
         hit = model.cache_hit_rate()
-        paused = "[b $warning]paused[/]  " if model.status.get("paused") else ""
+        paused = "[b $warning]paused[/]  " if model.paused else ""
         failed = f"[b $error]{counts['failed']} failed[/]" if counts["failed"] else "0 failed"
         # A rate only while bytes are being stored: a long encode moves none until it ends,
         # and "0 B/s" beside it read as stuck. The rows say how long each stage has run.
@@ -140,9 +139,9 @@ class QueueScreen(ItemScreen):
     # -- selection and actions -----------------------------------------------------------------
 
     def _url(self, watch: str, path: str) -> str:
-        for w in self.dg.model.status.get("watches") or []:
-            if w.get("dir") == watch:
-                return str(w.get("url", "")).rstrip("/") + "/" + path
+        for w in self.dg.model.watches:
+            if w.dir == watch:
+                return w.url.rstrip("/") + "/" + path
         return f"{watch}/{path}"
 
     def target(self) -> Target | None:

@@ -1,13 +1,9 @@
 """A synchronous client for the agent's socket, used by the CLI and the TUI's worker threads.
 
 The wire format is JSON-RPC 2.0, one JSON object per ``\\n``-terminated UTF-8 line over a Unix
-socket. This module also holds what both ends share (the protocol version, the error codes and
-:class:`RpcError`), so that importing the client never pulls in the server's asyncio machinery.
-
-    RpcError (DgError)                      the agent answered a call with a JSON-RPC error
-    AgentConnectionError (DgError, ConnectionError)   the connection failed or was closed
-    └── AgentNotRunning                     nothing listens on the socket
-    AgentTimeoutError (DgError, TimeoutError)   the agent did not answer in time
+socket. What both ends share (the version, the error codes and classes) is in
+:mod:`dgagent.rpc.protocol`, so importing the client never pulls in the server's asyncio
+machinery.
 """
 
 from __future__ import annotations
@@ -25,62 +21,20 @@ from types import TracebackType
 from typing import Any, Self
 
 from dgagent.errors import DgError
+from dgagent.rpc.protocol import (
+    AgentConnectionError,
+    AgentNotRunning,
+    AgentTimeoutError,
+    EventType,
+    error_from_json,
+    request,
+)
+from dgagent.rpc.records import dropped
 
 log = logging.getLogger(__name__)
 
-PROTOCOL = 1
-
-# JSON-RPC 2.0 codes, then the agent's own (-32000 to -32099 are reserved for servers).
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-APP_ERROR = -32000  # a handler raised a DgError; the message is its text
-UNAUTHORIZED = -32001  # the peer runs under another uid
-PROTOCOL_MISMATCH = -32002  # hello: client and agent speak different protocol versions
-NOT_FOUND = -32003  # no such watch, item or object
-CONFLICT = -32004  # the request clashes with the current state
-
 MAX_BUFFERED_EVENTS = 10_000
 _CHUNK = 1 << 16
-
-
-class RpcError(DgError):
-    """A JSON-RPC error: ``code`` says which kind, the message is for the user."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``error`` member of a response."""
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
-
-    def __repr__(self) -> str:
-        return f"RpcError({self.code}, {self.message!r})"
-
-
-class AgentConnectionError(DgError, ConnectionError):
-    """The connection to the agent could not be opened or was lost."""
-
-
-class AgentNotRunning(AgentConnectionError):  # noqa: N818 - the name the CLI and TUI use
-    """Nothing listens on the agent's socket."""
-
-    def __init__(self, socket_path: Path, *, refused: bool = False) -> None:
-        where = f"nothing listens on {socket_path}" if refused else f"no socket at {socket_path}"
-        super().__init__(f"the agent is not running ({where}); start it with: dg-agent start")
-        self.socket_path = socket_path
-
-
-class AgentTimeoutError(DgError, TimeoutError):
-    """The agent did not answer in time."""
 
 
 class AgentClient:
@@ -138,16 +92,11 @@ class AgentClient:
         """
         sock = self._require()
         request_id = next(self._ids)
-        request = {
-            "jsonrpc": "2.0",
-            "id": request_id,
-            "method": method,
-            "params": dict(params or {}),
-        }
+        line = json.dumps(request(request_id, method, dict(params or {})), separators=(",", ":"))
         deadline = time.monotonic() + self.timeout
         try:
             sock.settimeout(self.timeout)
-            sock.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
+            sock.sendall(line.encode() + b"\n")
         except TimeoutError as exc:
             raise AgentTimeoutError(
                 f"the agent did not take the {method!r} request within {self.timeout:g} s"
@@ -172,7 +121,7 @@ class AgentClient:
                 self._notification(message)
             elif message["id"] == request_id or (message["id"] is None and "error" in message):
                 if "error" in message:
-                    raise _rpc_error(message["error"])
+                    raise error_from_json(message["error"])
                 return message.get("result")
             else:
                 log.debug("ignoring a late answer to request %r", message["id"])
@@ -208,7 +157,7 @@ class AgentClient:
             if "id" not in message:
                 self._notification(message)
             elif message["id"] is None and "error" in message:
-                raise _rpc_error(message["error"])
+                raise error_from_json(message["error"])
 
     def close(self) -> None:
         """Close the connection; events already buffered can still be read."""
@@ -288,7 +237,7 @@ class AgentClient:
         if self._tail_is_overflow:
             self._events[-1]["to"] = last
         else:
-            self._events.append({"type": "events.dropped", "from": first, "to": last})
+            self._events.append(dropped(first, last))
             self._tail_is_overflow = True
 
     def _raise_pending_error(self) -> None:
@@ -298,21 +247,10 @@ class AgentClient:
         except (TimeoutError, OSError, DgError):
             return
         if message is not None and message.get("id") is None and "error" in message:
-            raise _rpc_error(message["error"])
-
-
-def _rpc_error(error: Any) -> RpcError:
-    if not isinstance(error, dict):
-        return RpcError(INTERNAL_ERROR, f"the agent sent a malformed error: {error!r}")
-    code = error.get("code")
-    return RpcError(
-        code if isinstance(code, int) else INTERNAL_ERROR,
-        str(error.get("message", "unknown error")),
-        error.get("data"),
-    )
+            raise error_from_json(message["error"])
 
 
 def _seq_range(params: dict[str, Any]) -> tuple[Any, Any]:
-    if params.get("type") == "events.dropped":
+    if params.get("type") == EventType.EVENTS_DROPPED:
         return params.get("from"), params.get("to")
     return params.get("seq"), params.get("seq")

@@ -10,7 +10,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from tui.screens.modals import MODAL_CSS
+from dgagent_tui.screens.modals import MODAL_CSS
 
 HelpRow = tuple[str, str, str]  # key, what it does, binding id (for the keymap file)
 

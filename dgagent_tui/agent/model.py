@@ -7,41 +7,36 @@ long-running session does not grow without bound; pending and failed rows are al
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from dgagent.rpc import EventType, ProtocolError
+from dgagent.rpc.records import (
+    FileDeleted,
+    FileFailed,
+    FileRetry,
+    FileSeen,
+    FileStored,
+    Problem,
+    Progress,
+    QueueItem,
+    Record,
+    Status,
+    Transfer,
+    WatchStatus,
+    event_data,
+)
+
+__all__ = ["MAX_DONE_ROWS", "Problem", "QueueModel", "QueueRow"]
+
+log = logging.getLogger(__name__)
+
 MAX_DONE_ROWS = 2000
 Key = tuple[str, str]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A state the user must act on, as the agent's ``status`` reports it, with its fix."""
-
-    problem: str
-    fix: str
-    watch: str | None = None  # None: the agent as a whole
-
-
-def problems(status: dict[str, Any]) -> list[Problem]:
-    """The ``problems`` of a ``status`` answer; none from an agent that does not send them.
-
-    A malformed entry is skipped rather than trusted: it comes from another program.
-
-    >>> problems({}), problems({"problems": None})
-    ([], [])
-    >>> problems({"problems": [{"watch": None, "problem": "no xdelta3", "fix": "install it"}, 7]})
-    [Problem(problem='no xdelta3', fix='install it', watch=None)]
-    """
-    found = []
-    for entry in status.get("problems") or []:
-        if isinstance(entry, dict) and entry.get("problem"):
-            watch = str(entry["watch"]) if entry.get("watch") else None
-            found.append(Problem(str(entry["problem"]), str(entry.get("fix") or ""), watch))
-    return found
 
 
 @dataclass(frozen=True)
@@ -71,21 +66,21 @@ class QueueRow:
         return None
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> QueueRow:
+    def from_item(cls, item: QueueItem) -> QueueRow:
         return cls(
-            watch=item["watch"],
-            path=item["path"],
-            state=item.get("state") or "queued",
-            kind=item.get("kind"),
-            codec=item.get("codec"),
-            original=item.get("original_size"),
-            stored=item.get("stored_size"),
-            cache_hit=item.get("cache_hit"),
-            error=item.get("error"),
-            updated=float(item.get("updated") or 0.0),
-            attempt=int(item.get("attempts") or 0),
-            key=item.get("key"),
-            why=item.get("why"),
+            watch=item.watch,
+            path=item.path,
+            state=item.state,
+            kind=item.kind,
+            codec=item.codec,
+            original=item.original_size,
+            stored=item.stored_size,
+            cache_hit=item.cache_hit,
+            error=item.error,
+            updated=item.updated,
+            attempt=item.attempts,
+            key=item.key,
+            why=item.why,
         )
 
 
@@ -95,7 +90,7 @@ class QueueModel:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.rows: OrderedDict[Key, QueueRow] = OrderedDict()
-        self.status: dict[str, Any] = {}
+        self.status: Status | None = None  # None until the first snapshot
         self.stored_since_status = 0
         # (time, original bytes, stored bytes, seconds) of recent stores, for throughput and ratio
         self.recent: deque[tuple[float, int, int, float]] = deque(maxlen=600)
@@ -107,9 +102,9 @@ class QueueModel:
 
     def load(
         self,
-        status: dict[str, Any],
-        items: Iterable[dict[str, Any]],
-        transfers: Iterable[dict[str, Any]],
+        status: Status,
+        items: Iterable[QueueItem],
+        transfers: Iterable[Transfer],
     ) -> None:
         """Replace everything with a fresh snapshot (after connecting or after lost events)."""
         rows = sorted((QueueRow.from_item(i) for i in items), key=lambda r: r.updated)
@@ -117,55 +112,33 @@ class QueueModel:
         self._cap_done()
         self.set_status(status)
         self.recent.clear()
-        for t in sorted(transfers, key=lambda t: float(t.get("time") or 0)):
-            if t.get("op") == "put" and not t.get("error") and t.get("stored_size") is not None:
-                self.recent.append(
-                    (
-                        float(t.get("time") or 0),
-                        int(t.get("original_size") or 0),
-                        int(t["stored_size"]),
-                        float(t.get("seconds") or 0),
-                    )
-                )
+        for t in sorted(transfers, key=lambda t: t.time):
+            if t.op == "put" and not t.error and t.stored_size is not None:
+                self.recent.append((t.time, t.original_size or 0, t.stored_size, t.seconds or 0.0))
         self._changed.clear()
         self._removed.clear()
         self.reset_needed = True
 
-    def set_status(self, status: dict[str, Any]) -> None:
+    def set_status(self, status: Status) -> None:
         self.status = status
         self.stored_since_status = 0
 
     def apply(self, event: dict[str, Any]) -> None:
-        """Fold one agent event into the rows; unknown event types are ignored."""
-        kind, data = event.get("type", ""), event.get("data") or {}
-        if not kind.startswith("file.") or "path" not in data or "watch" not in data:
+        """Fold one agent event into the rows; other events, and those of a shape this version
+        does not know, are ignored."""
+        try:
+            data = event_data(EventType(str(event.get("type"))), event.get("data"))
+        except (ValueError, ProtocolError) as exc:  # an event type or shape from another version
+            log.debug("ignoring event %r: %s", event.get("type"), exc)
             return
-        key: Key = (data["watch"], data["path"])
+        if not isinstance(data, FileSeen | Progress | FileStored | FileRetry | FileFailed):
+            if isinstance(data, FileDeleted):
+                self._deleted((data.watch, data.path))
+            return
+        key: Key = (data.watch, data.path)
         now = self.clock()
-        row = self.rows.get(key) or QueueRow(data["watch"], data["path"], "queued", updated=now)
-        if kind == "file.queued":
-            row = QueueRow(row.watch, row.path, "queued", original=data.get("size"), updated=now)
-        elif kind == "file.uploading":
-            row = replace(row, state="uploading", original=data.get("size", row.original))
-            row = replace(row, updated=now, error=None, stage=None)
-        elif kind == "file.progress" and row.state == "uploading":  # else late: the put ended
-            moved, total, stage = int(data.get("done") or 0), data.get("total"), data.get("stage")
-            started = row.stage_started if stage == row.stage else now
-            row = replace(row, stage=stage, stage_started=started, moved=moved, stage_total=total)
-        elif kind == "file.stored":
-            row = self._stored(row, data, now)
-        elif kind == "file.retry":
-            attempt = int(data.get("attempt") or 0)
-            row = replace(row, state="queued", error=data.get("error"), attempt=attempt, stage=None)
-        elif kind == "file.failed":
-            row = replace(row, state="failed", error=data.get("error"), updated=now, stage=None)
-        elif kind == "file.deleted":
-            if self.rows.pop(key, None) is not None:
-                self._removed.add(key)
-                self._changed.discard(key)
-            return
-        else:
-            return
+        row = self.rows.get(key) or QueueRow(data.watch, data.path, "queued", updated=now)
+        row = self._changed_row(row, event["type"], data, now)
         if key in self.rows and self.rows[key].state != "stored" and row.state == "stored":
             self.rows.move_to_end(key)  # keeps stored rows in the order they finished, for the cap
         self.rows[key] = row
@@ -174,25 +147,54 @@ class QueueModel:
         if row.state == "stored":
             self._cap_done()
 
-    def _stored(self, row: QueueRow, data: dict[str, Any], now: float) -> QueueRow:
+    def _changed_row(  # noqa: PLR0911 (one return an event type)
+        self, row: QueueRow, type: str, data: Record, now: float
+    ) -> QueueRow:
+        if type == EventType.FILE_QUEUED and isinstance(data, FileSeen):
+            return QueueRow(row.watch, row.path, "queued", original=data.size, updated=now)
+        if isinstance(data, FileSeen):  # file.uploading
+            row = replace(row, state="uploading", original=data.size)
+            return replace(row, updated=now, error=None, stage=None)
+        if isinstance(data, Progress):
+            if row.state != "uploading":  # late: the put ended
+                return row
+            started = row.stage_started if data.stage == row.stage else now
+            return replace(
+                row,
+                stage=data.stage,
+                stage_started=started,
+                moved=data.done,
+                stage_total=data.total,
+            )
+        if isinstance(data, FileStored):
+            return self._stored(row, data, now)
+        if isinstance(data, FileRetry):
+            return replace(row, state="queued", error=data.error, attempt=data.attempt, stage=None)
+        assert isinstance(data, FileFailed)
+        return replace(row, state="failed", error=data.error, updated=now, stage=None)
+
+    def _deleted(self, key: Key) -> None:
+        if self.rows.pop(key, None) is not None:
+            self._removed.add(key)
+            self._changed.discard(key)
+
+    def _stored(self, row: QueueRow, data: FileStored, now: float) -> QueueRow:
         row = replace(
             row,
             state="stored",
-            kind=data.get("kind"),
-            codec=data.get("codec"),
-            original=data.get("original_size"),
-            stored=data.get("stored_size"),
-            cache_hit=data.get("cache_hit"),
-            key=data.get("key"),
-            why=data.get("why"),
+            kind=data.kind,
+            codec=data.codec,
+            original=data.original_size,
+            stored=data.stored_size,
+            cache_hit=data.cache_hit,
+            key=data.key,
+            why=data.why,
             error=None,
             updated=now,
             stage=None,
         )
         self.stored_since_status += 1
-        if row.original is not None and row.stored is not None:
-            seconds = float(data.get("seconds") or 0)
-            self.recent.append((now, row.original, row.stored, seconds))
+        self.recent.append((now, data.original_size, data.stored_size, data.seconds))
         return row
 
     def _cap_done(self) -> None:
@@ -218,7 +220,7 @@ class QueueModel:
         for row in self.rows.values():
             if row.state in counts:
                 counts[row.state] += 1
-        counts["done"] = int(self.status.get("done") or 0) + self.stored_since_status
+        counts["done"] = (self.status.done if self.status else 0) + self.stored_since_status
         return counts
 
     def throughput(self, window: float = 10.0) -> float:
@@ -242,11 +244,25 @@ class QueueModel:
         return [stored / original for _, original, stored, _ in last if original]
 
     def cache_hit_rate(self) -> float | None:
-        cache = self.status.get("cache") or {}
-        hits, misses = int(cache.get("hits") or 0), int(cache.get("misses") or 0)
+        if self.status is None:
+            return None
+        hits, misses = self.status.cache.hits, self.status.cache.misses
         return hits / (hits + misses) if hits + misses else None
 
     def saved(self) -> tuple[int, int]:
         """(bytes saved, bytes original) over everything the agent stored."""
-        totals = self.status.get("bytes") or {}
-        return int(totals.get("saved") or 0), int(totals.get("original") or 0)
+        if self.status is None:
+            return 0, 0
+        return self.status.bytes.saved, self.status.bytes.original
+
+    @property
+    def paused(self) -> bool:
+        return self.status is not None and self.status.paused
+
+    @property
+    def watches(self) -> list[WatchStatus]:
+        return [] if self.status is None else self.status.watches
+
+    def problems(self) -> list[Problem]:
+        """What the user must act on, as the last ``status`` said."""
+        return [] if self.status is None else self.status.problems

@@ -6,9 +6,9 @@ Handlers are plain functions run in a thread pool: a slow one (verify a file, li
 stalls the loop or other requests. The server owns what is shared between clients: the
 listener, the pool, the relay of events from the bus to subscribers, and the built-in methods.
 
-Its parts live next door: :mod:`dgagent.agent.connection` serves one client (framing,
-backpressure), :mod:`dgagent.agent.jsonrpc` parses requests and encodes answers, and
-:mod:`dgagent.agent.unix_socket` makes the socket file safe to listen on.
+Its parts live next door: :mod:`dgagent.rpc.connection` serves one client (framing,
+backpressure), :mod:`dgagent.rpc.jsonrpc` parses requests and encodes answers, and
+:mod:`dgagent.rpc.unix_socket` makes the socket file safe to listen on.
 """
 
 from __future__ import annotations
@@ -24,18 +24,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
-from dgagent.agent.client import (
-    INVALID_PARAMS,
-    PROTOCOL,
-    PROTOCOL_MISMATCH,
-    UNAUTHORIZED,
-    RpcError,
-)
-from dgagent.agent.connection import Connection
-from dgagent.agent.events import Event, EventBus
-from dgagent.agent.jsonrpc import Handler, error_line, event_line
-from dgagent.agent.unix_socket import BACKLOG, listen, peer_uid, remove_socket
 from dgagent.errors import DgError
+from dgagent.rpc.connection import Connection
+from dgagent.rpc.events import EventBus
+from dgagent.rpc.jsonrpc import Handler, error_line, event_line
+from dgagent.rpc.protocol import (
+    BUILTINS,
+    PROTOCOL,
+    InvalidParams,
+    Method,
+    ProtocolMismatch,
+    RpcError,
+    Unauthorized,
+)
+from dgagent.rpc.records import Event
+from dgagent.rpc.unix_socket import BACKLOG, listen, peer_uid, remove_socket
 
 __all__ = ["PROTOCOL", "Handler", "RpcError", "RpcServer"]
 
@@ -46,9 +49,7 @@ class RpcServer:
     """Serve ``handlers`` and the built-in methods on a Unix socket."""
 
     # Answered by the server itself, on the loop; handlers may not take these names.
-    BUILTINS: ClassVar[frozenset[str]] = frozenset(
-        {"hello", "events.subscribe", "events.unsubscribe"}
-    )
+    BUILTINS: ClassVar[frozenset[str]] = BUILTINS
 
     def __init__(
         self,
@@ -236,7 +237,7 @@ class RpcServer:
             log.warning(
                 "refused a connection from uid %s (only uid %s may connect)", uid, self.allowed_uid
             )
-            writer.write(error_line(None, RpcError(UNAUTHORIZED, "unauthorized")))
+            writer.write(error_line(None, Unauthorized("unauthorized")))
             # The peer may be gone or not reading: close regardless after a short grace.
             with contextlib.suppress(OSError, TimeoutError):
                 await asyncio.wait_for(writer.drain(), 1.0)
@@ -284,11 +285,10 @@ class RpcServer:
 
     def call_builtin(self, conn: Connection, method: str, params: dict[str, Any]) -> Any:
         """Answer one of BUILTINS for ``conn``; raises RpcError for bad params."""
-        if method == "hello":
+        if method == Method.HELLO:
             protocol = params.get("protocol", PROTOCOL)
             if type(protocol) is not int or protocol != PROTOCOL:
-                raise RpcError(
-                    PROTOCOL_MISMATCH,
+                raise ProtocolMismatch(
                     f"protocol mismatch: the client speaks protocol {protocol!r}, this agent "
                     f"speaks protocol {PROTOCOL}; upgrade the older of the two",
                     {"protocol": PROTOCOL},
@@ -297,7 +297,7 @@ class RpcServer:
             if isinstance(client, str):
                 conn.name = client[:100]
             return {**self.info, "protocol": PROTOCOL}
-        if method == "events.subscribe":
+        if method == Method.SUBSCRIBE:
             return self._subscribe(conn, params.get("since"))
         subscribed = conn in self.subscribers
         self.subscribers.discard(conn)
@@ -309,7 +309,7 @@ class RpcServer:
             conn.cursor = last
             replay: list[Event] = []
         elif type(since) is not int:
-            raise RpcError(INVALID_PARAMS, f'"since" must be an event number, got {since!r}')
+            raise InvalidParams(f'"since" must be an event number, got {since!r}')
         else:
             replay, lost = self.bus.since(since)
             conn.cursor = min(max(since, 0), last)

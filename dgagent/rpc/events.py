@@ -1,6 +1,7 @@
 """The agent's event bus: numbered events, a replay ring buffer, and callbacks that never block.
 
-Workers publish what they do (``file.stored``, ``queue.changed`` …); the socket server relays
+Workers publish what they do (``file.stored``, ``file.failed`` …, each a protocol.EventType
+with its record from records.py); the socket server relays
 each event to subscribed clients. Every event gets the next sequence number, so a client that
 reconnects asks for the events ``since`` the last one it saw, and learns exactly which numbers
 were lost when the ring buffer no longer holds them.
@@ -12,10 +13,13 @@ import itertools
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+
+from dgagent.rpc.protocol import EventType
+from dgagent.rpc.records import Event, Record
+
+__all__ = ["Event", "EventBus", "utc_now"]
 
 log = logging.getLogger(__name__)
 
@@ -25,28 +29,16 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
-class Event:
-    """One thing that happened in the agent; ``data`` must be JSON-able."""
-
-    seq: int
-    time: str
-    type: str
-    data: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "time": self.time, "type": self.type, "data": self.data}
-
-
 class EventBus:
     """Thread-safe publisher with a ring buffer of the last ``capacity`` events for replay."""
 
-    def __init__(self, capacity: int = 1000) -> None:
+    def __init__(self, capacity: int = 1000, *, clock: Callable[[], str] = utc_now) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity!r}")
         self._lock = threading.Lock()
         self._buffer: deque[Event] = deque(maxlen=capacity)
         self._seq = 0
+        self._clock = clock  # a fixed one keeps the fake agent's screenshots stable
         # Copy-on-write: publish() iterates a snapshot without holding the lock.
         self._callbacks: tuple[Callable[[Event], None], ...] = ()
 
@@ -55,11 +47,16 @@ class EventBus:
         """The sequence number of the newest event (0 before the first)."""
         return self._seq
 
-    def publish(self, type: str, data: Mapping[str, Any]) -> Event:
-        """Number and buffer an event, then hand it to every subscriber; never blocks on them."""
+    def publish(self, type: EventType, data: Record | dict[str, str]) -> Event:
+        """Number and buffer an event, then hand it to every subscriber; never blocks on them.
+
+        ``data`` is the record records.EVENT_DATA names for ``type`` (a plain mapping only for
+        ``watch.state``).
+        """
+        payload = data.to_json() if isinstance(data, Record) else dict(data)
         with self._lock:
             self._seq += 1
-            event = Event(self._seq, utc_now(), type, dict(data))
+            event = Event(self._seq, self._clock(), type.value, payload)
             self._buffer.append(event)
             callbacks = self._callbacks
         for callback in callbacks:

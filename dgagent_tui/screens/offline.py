@@ -10,11 +10,11 @@ from textual.containers import Center, Vertical
 from textual.screen import Screen
 from textual.widgets import Static
 
-from tui.footer import DgFooter
-from tui.widgets import LinkBar
+from dgagent_tui.footer import DgFooter
+from dgagent_tui.widgets import LinkBar
 
 if TYPE_CHECKING:
-    from tui.app import DgApp
+    from dgagent_tui.app import DgApp
 
 
 class OfflineScreen(Screen[None]):

@@ -1,0 +1,509 @@
+"""What travels in the agent's answers and events, as typed records with one encoder and one
+decoder each (:class:`Record`): the agent builds them, the CLI and the TUI read them back, and the
+TUI's fake agent builds the same ones, so a field added in one place shows up everywhere or fails
+type checking.
+
+Decoding checks the JSON against the record's fields and their types. ``strict`` (the tests')
+also refuses fields the record does not know; a client reading a newer agent leaves it off, so
+an added field does not cut it off, while a missing or mistyped one still fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Self, Union
+
+from dgagent.rpc.protocol import EventType, ProtocolError
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _check(value: Any, hint: Any, where: str, *, strict: bool) -> Any:  # noqa: PLR0911, PLR0912 (one branch a JSON type)
+    """``value`` decoded as ``hint`` (records become records); ProtocolError when it is not."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _check(value, option, where, strict=strict)
+            except ProtocolError:
+                continue
+        raise ProtocolError(f"{where} is {value!r}, not {hint}")
+    if hint is type(None):
+        if value is None:
+            return None
+    elif isinstance(hint, type) and issubclass(hint, Record):
+        return hint.from_json(value, strict=strict, where=where)
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint in (str, bool):
+        if isinstance(value, hint):
+            return value
+    elif origin is list:
+        if isinstance(value, list):
+            (item,) = typing.get_args(hint)
+            return [_check(v, item, f"{where}[{n}]", strict=strict) for n, v in enumerate(value)]
+    elif origin is dict and isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        item = typing.get_args(hint)[1]
+        return {k: _check(v, item, f"{where}.{k}", strict=strict) for k, v in value.items()}
+    raise ProtocolError(f"{where} is {value!r}, not {hint}")
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Record):
+        return value.to_json()
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class Record:
+    """A frozen dataclass that is one JSON object on the wire, its fields the object's members."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Any, *, strict: bool = False, where: str = "") -> Self:
+        where = where or cls.__name__
+        if not isinstance(data, dict):
+            raise ProtocolError(f"{where} must be a JSON object, not {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if strict and unknown:
+            raise ProtocolError(f"{where} has fields {cls.__name__} does not know: {unknown}")
+        hints = _hints(cls)
+        values: dict[str, Any] = {}
+        for name, f in fields.items():
+            if name in data:
+                values[name] = _check(data[name], hints[name], f"{where}.{name}", strict=strict)
+            elif strict or (
+                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            ):
+                raise ProtocolError(f"{where} lacks the field {name!r}")
+        return cls(**values)
+
+
+def ratio(stored: int | None, original: int | None) -> float | None:
+    """stored / original, the number every record's ``ratio`` holds.
+
+    >>> ratio(25, 100), ratio(None, 100), ratio(3, 0)
+    (0.25, None, None)
+    """
+    return stored / original if original and stored is not None else None
+
+
+# -- status ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem(Record):
+    """A state the user must act on, with the command that fixes it."""
+
+    watch: str | None  # None: the agent as a whole
+    problem: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class WatchStatus(Record):
+    """One watched folder in ``status``, ``stats`` and ``watches.list``."""
+
+    dir: str
+    url: str
+    delete: bool
+    state: str  # watching, missing, paused … (the watcher's word)
+    note: str | None  # the last permanent error or refused delete
+    last_scan: float | None
+    reference_policy: str
+    write_mode: str
+    decisions: dict[str, int]  # stored files by how they went: delta, new reference, whole
+    files: int
+    original: int
+    stored: int
+
+
+@dataclass(frozen=True)
+class CacheStats(Record):
+    hits: int
+    misses: int
+
+
+@dataclass(frozen=True)
+class ByteTotals(Record):
+    original: int
+    stored: int
+    saved: int
+
+
+@dataclass(frozen=True)
+class Status(Record):
+    """The answer to ``status``: what the agent is doing, gathered when asked."""
+
+    pid: int
+    version: str
+    started: float
+    uptime: float
+    idle: bool
+    paused: bool
+    disk_full: str | None
+    scanning: bool
+    settling: int
+    queued: int
+    uploading: int
+    done: int
+    failed: int
+    retrying: int
+    watches: list[WatchStatus]
+    cache: CacheStats
+    bytes: ByteTotals
+    config: str
+    checked: bool  # each watch's store checked once since start
+    requests: dict[str, int]  # S3 requests by operation, and their ``total``
+    problems: list[Problem] = field(default_factory=list)  # absent from agents before it
+
+
+@dataclass(frozen=True)
+class Stats(Record):
+    watches: list[WatchStatus]
+    bytes: ByteTotals
+    cache: CacheStats
+
+
+@dataclass(frozen=True)
+class Hello(Record):
+    agent: str  # the agent's version
+    pid: int
+    started: float
+    instance: str  # one per agent process
+    protocol: int
+
+
+# -- the queue and its history -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueItem(Record):
+    """One tracked file in ``queue``: its pending operation, or how it was stored."""
+
+    watch: str
+    path: str
+    state: str  # queued, uploading, stored, failed
+    op: str | None  # put, delete
+    key: str | None
+    kind: str | None  # reference, delta, direct
+    codec: str | None
+    original_size: int | None
+    stored_size: int | None
+    ratio: float | None
+    cache_hit: bool | None
+    attempts: int
+    next_attempt: float | None
+    error: str | None
+    updated: float
+    why: str | None
+
+
+@dataclass(frozen=True)
+class QueuePage(Record):
+    items: list[QueueItem]
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Transfer(Record):
+    """One finished operation in ``transfers``, newest first."""
+
+    id: int
+    time: float
+    watch: str
+    path: str
+    op: str
+    key: str | None
+    kind: str | None
+    codec: str | None
+    original_size: int | None
+    stored_size: int | None
+    ratio: float | None
+    cache_hit: bool | None
+    seconds: float | None
+    error: str | None
+    why: str | None
+
+
+@dataclass(frozen=True)
+class Transfers(Record):
+    items: list[Transfer]
+
+
+# -- browsing the store ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BrowseEntry(Record):
+    """One stored file in ``browse.list``."""
+
+    key: str
+    name: str
+    stored_key: str
+    kind: str | None  # reference, delta, direct
+    stored_as: str | None  # delta, whole, new reference
+    codec: str | None
+    original_size: int | None
+    stored_size: int
+    ratio: float | None
+    sha256: str | None
+    tool: str | None
+    last_modified: str
+    why: str | None
+    reference: str | None
+
+
+@dataclass(frozen=True)
+class Summary(Record):
+    files: int
+    original_bytes: int
+    stored_bytes: int
+    saved_bytes: int
+    saved_percent: float
+    complete: bool
+
+
+@dataclass(frozen=True)
+class Listing(Record):
+    """The answer to ``browse.list``: one page of a folder, the summary of all of it."""
+
+    url: str
+    prefixes: list[str]
+    files: list[BrowseEntry]
+    reference_size: int | None
+    summary: Summary
+    total: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Stores(Record):
+    stores: list[str]
+    error: str | None
+
+
+# -- actions -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verified(Record):
+    url: str
+    valid: bool
+    sha256: str
+    size: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class Written(Record):
+    """What ``download`` and ``restore`` wrote."""
+
+    url: str
+    dest: str
+    sha256: str
+    size: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class Deleted(Record):
+    deleted: list[str]
+    warning: str | None
+
+
+@dataclass(frozen=True)
+class Paused(Record):
+    paused: bool | list[str]  # True: everything; else the paused watches
+
+
+@dataclass(frozen=True)
+class ItemRef(Record):
+    watch: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Retried(Record):
+    retried: int
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event(Record):
+    """One pushed event; ``data`` has the shape EVENT_DATA gives its type."""
+
+    seq: int
+    time: str
+    type: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AgentStarted(Record):
+    pid: int
+    watches: list[str]
+
+
+@dataclass(frozen=True)
+class Nothing(Record):
+    """No data (``agent.stopping``)."""
+
+
+@dataclass(frozen=True)
+class AgentError(Record):
+    error: str
+
+
+@dataclass(frozen=True)
+class PauseChanged(Record):
+    watch: str | None  # None: all
+    reason: str | None = None  # why the agent paused or resumed itself (a full disk)
+
+
+@dataclass(frozen=True)
+class WatchNames(Record):
+    watches: list[str]
+
+
+@dataclass(frozen=True)
+class ScanStarted(Record):
+    watch: str
+
+
+@dataclass(frozen=True)
+class ScanFinished(Record):
+    watch: str
+    files: int
+    changed: int
+    deletes: int
+    errors: list[str]  # the first few
+    root_missing: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FileSeen(Record):
+    """``file.queued`` and ``file.uploading``."""
+
+    watch: str
+    path: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Progress(Record):
+    """``file.progress``: a large file's stage and how far along it is."""
+
+    watch: str
+    path: str
+    stage: str  # hashing, reference, encoding, uploading
+    done: int
+    total: int | None
+
+
+@dataclass(frozen=True)
+class FileStored(Record):
+    watch: str
+    path: str
+    op: str
+    key: str
+    kind: str
+    codec: str | None
+    original_size: int
+    stored_size: int
+    ratio: float | None
+    cache_hit: bool | None
+    seconds: float
+    why: str
+
+
+@dataclass(frozen=True)
+class FileFailed(Record):
+    watch: str
+    path: str
+    op: str | None
+    error: str
+
+
+@dataclass(frozen=True)
+class FileRetry(Record):
+    watch: str
+    path: str
+    op: str | None
+    error: str
+    attempt: int
+    delay: float
+
+
+@dataclass(frozen=True)
+class FileDeleted(Record):
+    watch: str
+    path: str
+    key: str
+
+
+@dataclass(frozen=True)
+class DeleteRefused(Record):
+    watch: str
+    reason: str
+
+
+def dropped(first: int, last: int) -> dict[str, Any]:
+    """The marker a client gets in place of events ``first..last`` it lost (the event itself,
+    not its data: it has no ``seq`` of its own)."""
+    return {"type": EventType.EVENTS_DROPPED.value, "from": first, "to": last}
+
+
+EVENT_DATA: dict[EventType, type[Record] | None] = {
+    EventType.AGENT_STARTED: AgentStarted,
+    EventType.AGENT_STOPPING: Nothing,
+    EventType.AGENT_ERROR: AgentError,
+    EventType.AGENT_PAUSED: PauseChanged,
+    EventType.AGENT_RESUMED: PauseChanged,
+    EventType.CONFIG_RELOADED: WatchNames,
+    EventType.SCAN_STARTED: ScanStarted,
+    EventType.SCAN_FINISHED: ScanFinished,
+    EventType.FILE_QUEUED: FileSeen,
+    EventType.FILE_UPLOADING: FileSeen,
+    EventType.FILE_PROGRESS: Progress,
+    EventType.FILE_STORED: FileStored,
+    EventType.FILE_RETRY: FileRetry,
+    EventType.FILE_FAILED: FileFailed,
+    EventType.FILE_DELETED: FileDeleted,
+    EventType.DELETE_REFUSED: DeleteRefused,
+    EventType.WATCH_STATE: None,  # watched folder → its state, a free mapping
+    EventType.EVENTS_DROPPED: None,  # not data: see EventsDropped
+}
+
+
+def event_data(type: EventType, data: Any, *, strict: bool = False) -> Record | dict[str, str]:
+    """An event's ``data`` decoded as its type's record (ProtocolError when it does not fit)."""
+    cls = EVENT_DATA[type]
+    if cls is None:
+        return _check(data, dict[str, str], f"{type} data", strict=strict)  # type: ignore[no-any-return]
+    return cls.from_json(data, strict=strict, where=f"{type} data")
