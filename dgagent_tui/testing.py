@@ -93,7 +93,7 @@ class FakeState:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     # ``status``'s "problems"; None leaves the field out, as an agent from before it does
-    problems: list[Problem] | None = None
+    problems: list[Problem] | None = field(default_factory=list)
 
 
 class FakeAgent:
@@ -341,9 +341,7 @@ def demo_state(rows: int = 12) -> FakeState:
                 state=state,
                 op="put",
                 key=path if done else None,
-                kind="delta"
-                if done
-                else None,  # a stored file is a delta or direct, never "reference"
+                kind="delta" if done else None,  # never "reference": a file is a delta or direct
                 codec="compat" if done else None,
                 original_size=original,
                 stored_size=stored if done else None,
