@@ -142,12 +142,16 @@ class WatchStatus(Record):
 
 @dataclass(frozen=True)
 class CacheStats(Record):
+    """The reference cache's hits and misses since the agent started."""
+
     hits: int
     misses: int
 
 
 @dataclass(frozen=True)
 class ByteTotals(Record):
+    """Bytes of the stored files: their original size, what they take, the difference."""
+
     original: int
     stored: int
     saved: int
@@ -182,6 +186,8 @@ class Status(Record):
 
 @dataclass(frozen=True)
 class Stats(Record):
+    """The answer to ``stats``: the parts of ``status`` about sizes."""
+
     watches: list[WatchStatus]
     bytes: ByteTotals
     cache: CacheStats
@@ -189,6 +195,8 @@ class Stats(Record):
 
 @dataclass(frozen=True)
 class Hello(Record):
+    """The answer to ``hello``: which agent answers, and its protocol version."""
+
     agent: str  # the agent's version
     pid: int
     started: float
@@ -223,6 +231,8 @@ class QueueItem(Record):
 
 @dataclass(frozen=True)
 class QueuePage(Record):
+    """The answer to ``queue``: one page of files, and the count in each state."""
+
     items: list[QueueItem]
     counts: dict[str, int]
 
@@ -250,6 +260,8 @@ class Transfer(Record):
 
 @dataclass(frozen=True)
 class Transfers(Record):
+    """The answer to ``transfers``."""
+
     items: list[Transfer]
 
 
@@ -278,6 +290,8 @@ class BrowseEntry(Record):
 
 @dataclass(frozen=True)
 class Summary(Record):
+    """A folder's files: their original and stored bytes, and what was saved."""
+
     files: int
     original_bytes: int
     stored_bytes: int
@@ -301,6 +315,8 @@ class Listing(Record):
 
 @dataclass(frozen=True)
 class Stores(Record):
+    """The answer to ``browse.buckets``: where there is something to browse."""
+
     stores: list[str]
     error: str | None
 
@@ -310,6 +326,8 @@ class Stores(Record):
 
 @dataclass(frozen=True)
 class Verified(Record):
+    """The answer to ``verify``: the file rebuilt from the store matches its SHA-256."""
+
     url: str
     valid: bool
     sha256: str
@@ -330,23 +348,31 @@ class Written(Record):
 
 @dataclass(frozen=True)
 class Deleted(Record):
+    """The answer to ``delete``: what went, and a warning if it will come back."""
+
     deleted: list[str]
     warning: str | None
 
 
 @dataclass(frozen=True)
 class Paused(Record):
+    """The answer to ``pause`` and ``resume``."""
+
     paused: bool | list[str]  # True: everything; else the paused watches
 
 
 @dataclass(frozen=True)
 class ItemRef(Record):
+    """The file ``retry`` or ``cancel`` acted on."""
+
     watch: str
     path: str
 
 
 @dataclass(frozen=True)
 class Retried(Record):
+    """The answer to ``retry`` without a path: how many failed files were queued again."""
+
     retried: int
 
 
@@ -365,6 +391,8 @@ class Event(Record):
 
 @dataclass(frozen=True)
 class AgentStarted(Record):
+    """``agent.started``: the agent's pid and the folders it watches."""
+
     pid: int
     watches: list[str]
 
@@ -376,27 +404,37 @@ class Nothing(Record):
 
 @dataclass(frozen=True)
 class AgentError(Record):
+    """``agent.error``: something the agent could not do (a config reload)."""
+
     error: str
 
 
 @dataclass(frozen=True)
 class PauseChanged(Record):
+    """``agent.paused`` and ``agent.resumed``."""
+
     watch: str | None  # None: all
     reason: str | None = None  # why the agent paused or resumed itself (a full disk)
 
 
 @dataclass(frozen=True)
 class WatchNames(Record):
+    """``config.reloaded``: the folders now watched."""
+
     watches: list[str]
 
 
 @dataclass(frozen=True)
 class ScanStarted(Record):
+    """``scan.started``."""
+
     watch: str
 
 
 @dataclass(frozen=True)
 class ScanFinished(Record):
+    """``scan.finished``: what a reconcile scan found."""
+
     watch: str
     files: int
     changed: int
@@ -428,6 +466,8 @@ class Progress(Record):
 
 @dataclass(frozen=True)
 class FileStored(Record):
+    """``file.stored``: how a file was stored."""
+
     watch: str
     path: str
     op: str
@@ -444,6 +484,8 @@ class FileStored(Record):
 
 @dataclass(frozen=True)
 class FileFailed(Record):
+    """``file.failed``: a file that is not retried until the user acts."""
+
     watch: str
     path: str
     op: str | None
@@ -452,6 +494,8 @@ class FileFailed(Record):
 
 @dataclass(frozen=True)
 class FileRetry(Record):
+    """``file.retry``: a file to be tried again after ``delay`` seconds."""
+
     watch: str
     path: str
     op: str | None
@@ -462,6 +506,8 @@ class FileRetry(Record):
 
 @dataclass(frozen=True)
 class FileDeleted(Record):
+    """``file.deleted``: a stored file deleted because its local file went."""
+
     watch: str
     path: str
     key: str
@@ -469,6 +515,8 @@ class FileDeleted(Record):
 
 @dataclass(frozen=True)
 class DeleteRefused(Record):
+    """``delete.refused``: mirrored deletes held back, and why."""
+
     watch: str
     reason: str
 
