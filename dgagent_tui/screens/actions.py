@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from textual.binding import Binding
 from textual.screen import Screen
 
+from dgagent.rpc import Method
+from dgagent.rpc.records import Deleted, Verified, Written
 from dgagent_tui import folders
 from dgagent_tui.screens.modals import ConfirmModal, DownloadModal, TypedConfirmModal
 
@@ -95,10 +97,11 @@ class ItemScreen(Screen[None]):
         self.app.push_screen(DownloadModal(target.url, default), chosen)
 
     async def _download(self, target: Target, dest: str) -> None:
-        got = await self.dg.call("download", {"url": target.url, "dest": dest})
-        self.dg.verified[target.url] = str(got.get("sha256", ""))
-        where = got.get("dest") or dest
-        self.notify(f"saved to {where} (SHA-256 {str(got.get('sha256'))[:12]}…)", timeout=8)
+        got = Written.from_json(
+            await self.dg.call(Method.DOWNLOAD, {"url": target.url, "dest": dest})
+        )
+        self.dg.verified[target.url] = got.sha256
+        self.notify(f"saved to {got.dest} (SHA-256 {got.sha256[:12]}…)", timeout=8)
 
     def action_restore(self) -> None:
         target = self._target_or_tell()
@@ -113,8 +116,8 @@ class ItemScreen(Screen[None]):
         self.app.push_screen(ConfirmModal("Restore?", body, yes="Restore"), confirmed)
 
     async def _restore(self, target: Target) -> None:
-        got = await self.dg.call("restore", {"url": target.url})
-        self.notify(f"restored {got.get('dest')}")
+        got = Written.from_json(await self.dg.call(Method.RESTORE, {"url": target.url}))
+        self.notify(f"restored {got.dest}")
         self.changed()
 
     def action_verify(self) -> None:
@@ -124,9 +127,9 @@ class ItemScreen(Screen[None]):
 
     async def _verify(self, target: Target) -> None:
         self.notify(f"verifying {target.name}…")
-        got = await self.dg.call("verify", {"url": target.url})
-        self.dg.verified[target.url] = str(got.get("sha256", ""))
-        self.notify(f"✓ {target.name}: SHA-256 {str(got.get('sha256'))[:16]}… matches")
+        got = Verified.from_json(await self.dg.call(Method.VERIFY, {"url": target.url}))
+        self.dg.verified[target.url] = got.sha256
+        self.notify(f"✓ {target.name}: SHA-256 {got.sha256[:16]}… matches")
         self.changed()
 
     def action_delete(self) -> None:
@@ -151,7 +154,7 @@ class ItemScreen(Screen[None]):
         self.app.push_screen(modal, confirmed)
 
     async def _delete(self, target: Target) -> None:
-        got = await self.dg.call("delete", {"url": target.url})
-        warning = got.get("warning")
+        got = Deleted.from_json(await self.dg.call(Method.DELETE, {"url": target.url}))
+        warning = got.warning
         self.notify(f"deleted {target.name}" + (f" ({warning})" if warning else ""))
         self.deleted()

@@ -12,6 +12,8 @@ from textual.binding import Binding
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input, Static
 
+from dgagent.rpc import Method
+from dgagent.rpc.records import BrowseEntry, Listing, Stores, Summary
 from dgagent_tui import format as fmt
 from dgagent_tui.footer import DgFooter
 from dgagent_tui.screens.actions import ItemScreen, Target
@@ -20,6 +22,7 @@ from dgagent_tui.screens.queue_table import KIND_FLAGS
 from dgagent_tui.widgets import Cell, FilterInput, LinkBar, VimTable
 
 PAGE = 200  # files per page: big prefixes are listed a page at a time
+EMPTY = Listing("", [], [], None, Summary(0, 0, 0, 0, 0.0, True), 0, 0)  # before the first load
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -57,7 +60,7 @@ class BrowseScreen(ItemScreen):
         self.root: str | None = None  # the store being browsed; None lists the stores
         self.prefix = ""  # key prefix inside the store, "" or ending in "/"
         self.page_offset = 0
-        self.listing: dict[str, Any] = {}
+        self.listing: Listing | None = None
         self.stores: list[str] = []
         self.filter_text = ""
         self._rows: dict[str, tuple[str, Any]] = {}  # row key → ("store"|"prefix"|"file", what)
@@ -96,25 +99,27 @@ class BrowseScreen(ItemScreen):
         table.loading = True
         try:
             if self.root is None:
-                got = await self.dg.call("browse.buckets")
+                got = Stores.from_json(await self.dg.call(Method.BROWSE_BUCKETS))
                 watched = [w.url for w in self.dg.model.watches]
-                stores = [s for s in got.get("stores") or [] if s not in watched]
+                stores = [s for s in got.stores if s not in watched]
                 self.stores = sorted(set(watched)) + stores
                 if len(watched) == 1 and not self._opened_once:
                     # One watched folder: start where its files are, the stores are one level up.
                     self._opened_once = True
                     self.root, self.prefix = split_url(watched[0])
-                    params = {"url": self.url, "offset": 0, "limit": PAGE}
-                    self.listing = await self.dg.call("browse.list", params)
-                if got.get("error"):
-                    self.notify(f"listing buckets: {got['error']}", severity="warning")
+                    self.listing = await self._list(0)
+                if got.error:
+                    self.notify(f"listing buckets: {got.error}", severity="warning")
             else:
-                params = {"url": self.url, "offset": self.page_offset, "limit": PAGE}
-                self.listing = await self.dg.call("browse.list", params)
+                self.listing = await self._list(self.page_offset)
         finally:
             table.loading = False
         self._draw()
         table.focus()
+
+    async def _list(self, offset: int) -> Listing:
+        params = {"url": self.url, "offset": offset, "limit": PAGE}
+        return Listing.from_json(await self.dg.call(Method.BROWSE_LIST, params))
 
     @property
     def url(self) -> str:
@@ -162,28 +167,28 @@ class BrowseScreen(ItemScreen):
             table.add_column(label, key=key, width=column_width)
         blanks = [""] * (len(columns) - 2)
         self._add(table, "..", ("up", None), ["", "..", *blanks])
-        for prefix in self.listing.get("prefixes", []):
+        listing = self.listing or EMPTY
+        for prefix in listing.prefixes:
             name = posixpath.basename(prefix.rstrip("/")) + "/"
             if self._matches(name):
                 self._add(table, f"p:{prefix}", ("prefix", prefix), ["▸", name, *blanks])
-        for record in self.listing.get("files", []):
-            if not self._matches(record["name"]):
+        for record in listing.files:
+            if not self._matches(record.name):
                 continue
-            url = f"{self.root}/{record['key']}"
-            ratio = record.get("ratio")
-            saved = 1 - ratio if ratio is not None else None
+            url = f"{self.root}/{record.key}"
+            saved = 1 - record.ratio if record.ratio is not None else None
             # A file that became a reference: its bytes are the reference's, counted once below.
-            shown = "ref" if record.get("stored_as") == "new reference" else None
-            flag = "✓" if url in self.dg.verified else KIND_FLAGS.get(record.get("kind") or "", "=")
+            shown = "ref" if record.stored_as == "new reference" else None
+            flag = "✓" if url in self.dg.verified else KIND_FLAGS.get(record.kind or "", "=")
             cells = [
                 flag,
-                record["name"] + fmt.codec_mark(record.get("codec")),
-                fmt.size(record.get("original_size")),
-                fmt.size(record.get("stored_size")),
+                record.name + fmt.codec_mark(record.codec),
+                fmt.size(record.original_size),
+                fmt.size(record.stored_size),
                 shown or f"{fmt.bar(saved, 4 if wide else 3)} {fmt.ratio(saved)}",
-                *([str(record.get("last_modified", ""))[:16].replace("T", " ")] if wide else []),
+                *([record.last_modified[:16].replace("T", " ")] if wide else []),
             ]
-            self._add(table, f"f:{record['key']}", ("file", record), cells)
+            self._add(table, f"f:{record.key}", ("file", record), cells)
         self._space_summary()
 
     def _add(self, table: VimTable, key: str, what: tuple[str, Any], cells: list[str]) -> None:
@@ -193,21 +198,21 @@ class BrowseScreen(ItemScreen):
     def _space_summary(self) -> None:
         """The folder's totals as the agent counts them (one definition everywhere: stored bytes
         are every object the folder holds, references included, each once)."""
-        summary = self.listing.get("summary") or {}
-        original = int(summary.get("original_bytes") or 0)
-        stored = int(summary.get("stored_bytes") or 0)
-        reference = self.listing.get("reference_size")
-        total = int(self.listing.get("total") or 0)
+        listing = self.listing or EMPTY
+        summary = listing.summary
+        original, stored = summary.original_bytes, summary.stored_bytes
+        reference = listing.reference_size
+        total = listing.total
         pages = max((total + PAGE - 1) // PAGE, 1)
         parts = [
             f"reference {fmt.size(reference)}" if reference is not None else "no DeltaSpace here",
-            f"{summary.get('files', 0)} files",
+            f"{summary.files} files",
             f"{fmt.size(original)} original → {fmt.size(stored)} stored",
         ]
         if original:
             # Files on pages not opened yet may count their stored size as their original one
             # (the agent reads their metadata when a page shows them): a lower bound then.
-            bound = "" if summary.get("complete", True) else "at least "
+            bound = "" if summary.complete else "at least "
             parts.append(f"[b]{bound}{fmt.ratio(1 - stored / original)} saved[/b]")
         parts.append(f"page {self.page_offset // PAGE + 1}/{pages} ({total} entries)")
         self.query_one("#space", Static).update(" · ".join(parts))
@@ -256,7 +261,7 @@ class BrowseScreen(ItemScreen):
         self.action_reload()
 
     def action_page(self, step: int) -> None:
-        total = int(self.listing.get("total") or 0)
+        total = (self.listing or EMPTY).total
         offset = self.page_offset + step * PAGE
         if self.root is not None and 0 <= offset < total:
             self.page_offset = offset
@@ -266,12 +271,12 @@ class BrowseScreen(ItemScreen):
         chosen = self._selected()
         if chosen is None or chosen[0] != "file" or self.root is None:
             return None
-        record = chosen[1]
-        files = self.listing.get("files", [])
-        only_page = int(self.listing.get("total") or 0) <= PAGE
+        record: BrowseEntry = chosen[1]
+        listing = self.listing or EMPTY
+        only_page = listing.total <= PAGE
         # Deleting the last file of a DeltaSpace also deletes its reference: ask for the name.
-        last = self.listing.get("reference_size") is not None and only_page and len(files) == 1
-        return Target(f"{self.root}/{record['key']}", last)
+        last = listing.reference_size is not None and only_page and len(listing.files) == 1
+        return Target(f"{self.root}/{record.key}", last)
 
     def changed(self) -> None:
         self._draw()

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from dgagent.rpc.records import BrowseEntry
 from dgagent_tui import format as fmt
 from dgagent_tui.agent.model import QueueRow
 from dgagent_tui.footer import DgFooter
@@ -50,18 +51,18 @@ class DetailScreen(ItemScreen):
         return cls(url if row.state == "stored" else None, facts)
 
     @classmethod
-    def for_stored_file(cls, url: str, record: dict[str, Any], *, last: bool) -> DetailScreen:
+    def for_stored_file(cls, url: str, record: BrowseEntry, *, last: bool) -> DetailScreen:
         facts = {
-            "file": record.get("key"),
-            "kind": record.get("kind"),
-            **({"codec": record["codec"]} if record.get("codec") else {}),
-            "original": record.get("original_size"),
-            "stored": record.get("stored_size"),
-            "ratio": record.get("ratio"),
-            "SHA-256": record.get("sha256"),
-            "modified": record.get("last_modified"),
-            **({"why": record["why"]} if record.get("why") else {}),
-            **({"reference": record["reference"]} if record.get("reference") else {}),
+            "file": record.key,
+            "kind": record.kind,
+            **({"codec": record.codec} if record.codec else {}),
+            "original": record.original_size,
+            "stored": record.stored_size,
+            "ratio": record.ratio,
+            "SHA-256": record.sha256,
+            "modified": record.last_modified,
+            **({"why": record.why} if record.why else {}),
+            **({"reference": record.reference} if record.reference else {}),
         }
         return cls(url, facts, last_in_space=last)
 
