@@ -24,6 +24,7 @@ from dgagent.rpc.records import (
     ByteTotals,
     CacheStats,
     Deleted,
+    FileStored,
     ItemRef,
     Listing,
     Paused,
@@ -134,21 +135,8 @@ class FakeAgent:
             path = f"app/app-1.{n}.zip"
             self.publish("file.queued", watch=watch, path=path, size=48_000_000)
             self.publish("file.uploading", watch=watch, path=path, size=48_000_000)
-            self.publish(
-                "file.stored",
-                watch=watch,
-                path=path,
-                op="put",
-                key=path,
-                kind="delta",
-                codec="compat",
-                original_size=48_000_000,
-                stored_size=310_000 + n,
-                ratio=(310_000 + n) / 48_000_000,
-                cache_hit=n > 0,
-                seconds=1.5,
-                why="delta: 0.6% of the file",
-            )
+            stored = stored_file(watch, path, 48_000_000, 310_000 + n, cache_hit=n > 0)
+            self.bus.publish(EventType.FILE_STORED, stored)
         failing = {"watch": watch, "path": "app/app-1.11.zip", "op": "put", "error": "SlowDown"}
         self.publish("file.retry", **failing, attempt=1, delay=2.0)
         self.publish("file.failed", **failing)
@@ -303,6 +291,33 @@ class FakeAgent:
             Method.CANCEL: item("cancel"),
         }
         return {str(method): handler for method, handler in table.items()}
+
+
+def stored_file(
+    watch: str,
+    path: str,
+    original: int,
+    stored: int,
+    *,
+    cache_hit: bool | None = None,
+    seconds: float = 1.5,
+    codec: str | None = "compat",
+) -> FileStored:
+    """The ``file.stored`` data of a file stored as a delta, as the agent sends it."""
+    return FileStored(
+        watch=watch,
+        path=path,
+        op="put",
+        key=path,
+        kind="delta",
+        codec=codec,
+        original_size=original,
+        stored_size=stored,
+        ratio=ratio(stored, original),
+        cache_hit=cache_hit,
+        seconds=seconds,
+        why=f"delta: {ratio(stored, original) or 0:.1%} of the file",
+    )
 
 
 def demo_problems(watch: str = "/home/me/builds") -> list[Problem]:

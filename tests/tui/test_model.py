@@ -11,29 +11,16 @@ import dgagent_tui.folders
 import dgagent_tui.format
 import dgagent_tui.screens.activity
 import dgagent_tui.screens.browse
-from dgagent.rpc.records import CacheStats, FileStored, QueueItem, Status
+from dgagent.rpc.records import CacheStats, QueueItem, Status
 from dgagent_tui.agent.model import MAX_DONE_ROWS, QueueModel
 from dgagent_tui.screens.queue_table import cells
-from dgagent_tui.testing import demo_state
+from dgagent_tui.testing import demo_state, stored_file
 
 NOW = 1_000_000.0
 
 
 def stored(path: str, original: int = 1000, stored: int = 10) -> dict[str, Any]:
-    data = FileStored(
-        watch="/w",
-        path=path,
-        op="put",
-        key=path,
-        kind="delta",
-        codec=None,
-        original_size=original,
-        stored_size=stored,
-        ratio=stored / original,
-        cache_hit=None,
-        seconds=1.0,
-        why="delta",
-    )
+    data = stored_file("/w", path, original, stored, seconds=1.0, codec=None)
     return {"type": "file.stored", "data": data.to_json()}
 
 

@@ -12,7 +12,14 @@ from textual.widgets import Static
 from dgagent_tui.agent.model import MAX_DONE_ROWS
 from dgagent_tui.screens.queue import QueueScreen
 from dgagent_tui.screens.queue_table import QueueTable
-from dgagent_tui.testing import FROZEN_EPOCH, FakeAgent, FakeState, demo_problems, demo_state
+from dgagent_tui.testing import (
+    FROZEN_EPOCH,
+    FakeAgent,
+    FakeState,
+    demo_problems,
+    demo_state,
+    stored_file,
+)
 from dgagent_tui.widgets import Cell, ProblemsStrip
 from tests.tui.conftest import make_app, serving, settle, wait_for
 
@@ -22,21 +29,8 @@ WATCH = "/home/me/builds"
 def publish_stored(
     agent: FakeAgent, path: str, original: int, stored: int, *, cache_hit: bool = False
 ) -> None:
-    agent.publish(
-        "file.stored",
-        watch=WATCH,
-        path=path,
-        op="put",
-        key=path,
-        kind="delta",
-        codec="compat",
-        original_size=original,
-        stored_size=stored,
-        ratio=stored / original,
-        cache_hit=cache_hit,
-        seconds=0.5,
-        why="delta",
-    )
+    data = stored_file(WATCH, path, original, stored, cache_hit=cache_hit, seconds=0.5)
+    agent.publish("file.stored", **data.to_json())
 
 
 def cell(table: QueueTable, path: str, column: str) -> str:
