@@ -155,7 +155,9 @@ def test_the_checks_see_imports() -> None:
 
 def summary(graph: Graph, prefix: str = "") -> str:
     return "\n".join(
-        f"{m} -> {', '.join(sorted(v))}" for m, v in sorted(graph.items()) if _in(m, prefix) and v
+        f"{m} -> {', '.join(sorted(v))}"
+        for m, v in sorted(graph.items())
+        if v and (not prefix or _in(m, prefix))
     )
 
 
