@@ -2,8 +2,8 @@
 
 - :mod:`~dgagent.rpc.protocol`: the version, method names, error codes and error classes, event
   types. No I/O.
-- :mod:`~dgagent.rpc.records`: every record an answer or event carries, with its one encoder and
-  decoder. No I/O.
+- :mod:`~dgagent.rpc.records`: every record an answer or event carries (the schema), each with
+  the one encoder and decoder of :mod:`~dgagent.rpc.record`. No I/O.
 - :mod:`~dgagent.rpc.jsonrpc`: parsing requests and encoding answers and events. No I/O.
 - :mod:`~dgagent.rpc.client`: a synchronous client (the CLI's); :mod:`~dgagent.rpc.server`,
   :mod:`~dgagent.rpc.connection` and :mod:`~dgagent.rpc.unix_socket`: the socket server;
