@@ -29,8 +29,8 @@ from bench.context import Context
 from bench.corpus import Family, synthetic_series
 from bench.measure import median, percentile
 from bench.servers import BIN
-from dgagent.agent.client import AgentClient
 from dgagent.agent.config import AgentSection
+from dgagent.rpc import AgentClient
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -31,12 +31,12 @@ import zipfile
 from pathlib import Path
 
 from dgagent.agent import config as config_file
-from dgagent.agent.client import AgentClient, AgentNotRunning
 from dgagent.agent.index import Index
-from dgagent.agent.paths import agent_paths
 from dgagent.cli.main import main as cli
 from dgagent.errors import DgError
 from dgagent.fileio import atomic_output
+from dgagent.rpc import AgentClient, AgentNotRunning
+from dgagent.rpc.paths import agent_paths
 
 VERSIONS = 5
 ENV_HEADER = "# dg-agent demo:"

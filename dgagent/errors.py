@@ -9,6 +9,7 @@ either.
     ├── ToolMissingError (FileNotFoundError)   xdelta3 (or a decompressor) is not installed
     ├── CodecError (RuntimeError)         xdelta3 failed to encode or decode
     ├── IntegrityError (ValueError)       a SHA-256 or size check failed: data is not what it claims
+    │   └── SourceChangedError            the local file changed while it was being stored
     ├── ReservedNameError (ValueError)    a user file would clobber reference.bin or a *.delta
     ├── NotFoundError (FileNotFoundError) no such object, bucket or local file
     ├── UnreadableError (PermissionError) a local file exists but cannot be read
@@ -55,6 +56,11 @@ class CodecError(DgError, RuntimeError):
 
 class IntegrityError(DgError, ValueError):
     """Data failed a SHA-256 or size check."""
+
+
+class SourceChangedError(IntegrityError):
+    """The local file changed while it was being stored: nothing was kept, and storing it
+    again once it is complete is the fix (the agent does so by itself)."""
 
 
 class ReservedNameError(DgError, ValueError):

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from dgagent.agent.client import AgentClient, AgentNotRunning
 from dgagent.demo import demo_environment
+from dgagent.rpc import AgentClient, AgentNotRunning
 
 # One version (a zip, a tar, the release notes) keeps each run to a few seconds.
 QUICK = ("--versions", "1")

@@ -15,22 +15,19 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from dgagent import __version__
 from dgagent.agent import config as config_file
 from dgagent.agent.config import AgentConfig
 from dgagent.agent.disk import DiskPause
-from dgagent.agent.events import EventBus
 from dgagent.agent.index import Index
 from dgagent.agent.lock import AlreadyRunningError, InstanceLock
 from dgagent.agent.memory import trim
 from dgagent.agent.notify import sd_notify, watchdog_interval
-from dgagent.agent.paths import AgentPaths
 from dgagent.agent.pipeline import Pipeline
 from dgagent.agent.problems import (
     Problem,
@@ -39,15 +36,19 @@ from dgagent.agent.problems import (
     layout_advice,
     prerequisites,
 )
-from dgagent.agent.rpc import handlers
-from dgagent.agent.server import RpcServer
-from dgagent.agent.status import agent_status
 from dgagent.agent.targets import abort_orphan_uploads, build_targets
 from dgagent.agent.watcher import Watcher
 from dgagent.agent.workers import Target, Workers
 from dgagent.engine.cache import ReferenceCache
 from dgagent.errors import DgError, ToolMissingError, disk_full
+from dgagent.rpc.events import EventBus
+from dgagent.rpc.jsonrpc import Handler
+from dgagent.rpc.paths import AgentPaths
+from dgagent.rpc.protocol import EventType
+from dgagent.rpc.records import AgentError, AgentStarted, Nothing, WatchNames
+from dgagent.rpc.server import RpcServer
 from dgagent.settings import EngineSettings, from_env
+from dgagent.version import __version__
 
 __all__ = ["Agent", "AlreadyRunningError"]
 
@@ -107,8 +108,9 @@ class Agent:
     def acquire_lock(self) -> None:
         self._instance_lock.acquire()
 
-    def run(self) -> int:
-        """Serve until SIGTERM/SIGINT or a shutdown request; returns the exit code."""
+    def run(self, handlers: Mapping[str, Handler]) -> int:
+        """Serve ``handlers`` (rpc.handlers: the socket API) until SIGTERM/SIGINT or a shutdown
+        request; returns the exit code."""
         for missing in prerequisites():
             # Every delta would fail: refuse to start rather than fail each file in a log.
             raise ToolMissingError(f"{missing.problem} ({missing.fix})")
@@ -143,8 +145,9 @@ class Agent:
         )
         server = RpcServer(
             self.paths.socket,
-            handlers(self),
+            handlers,
             self.bus,
+            # records.Hello without the protocol, which the server adds
             info={
                 "agent": __version__,
                 "pid": os.getpid(),
@@ -165,7 +168,7 @@ class Agent:
         self.workers.start()
         self.request_scan(None)
         sd_notify(f"READY=1\nSTATUS=watching {len(self._targets)} folders\nMAINPID={os.getpid()}")
-        self.bus.publish("agent.started", {"pid": os.getpid(), "watches": list(self._targets)})
+        self.bus.publish(EventType.AGENT_STARTED, AgentStarted(os.getpid(), list(self._targets)))
         log.info(
             "dg-agent %s (pid %d) listening on %s; watching %s",
             __version__,
@@ -183,7 +186,7 @@ class Agent:
             # flight. Whatever outlives all that (an upload past the drain timeout, a handler
             # past the server's grace) gets IndexClosedError from the closed index.
             sd_notify("STOPPING=1")
-            self.bus.publish("agent.stopping", {})
+            self.bus.publish(EventType.AGENT_STOPPING, Nothing())
             scheduler.shutdown(wait=True)
             self.watcher.stop()
             drained = self.workers.drain(self.config.agent.drain_timeout)
@@ -238,13 +241,13 @@ class Agent:
                 f"fix {self.paths.config_file} (or undo the edit), then: dg-agent stop && "
                 "dg-agent start",
             )
-            self.bus.publish("agent.error", {"error": str(exc)})
+            self.bus.publish(EventType.AGENT_ERROR, AgentError(str(exc)))
             return
         self.checked.pop("config", None)
         self._apply(config)
         threading.Thread(target=self.check_stores, name="check-stores", daemon=True).start()
         self.request_scan(None)
-        self.bus.publish("config.reloaded", {"watches": list(self._targets)})
+        self.bus.publish(EventType.CONFIG_RELOADED, WatchNames(list(self._targets)))
 
     def check_stores(self) -> None:
         """Whether each watch's store answers (one LIST each): at start, after a config change
@@ -280,6 +283,22 @@ class Agent:
     def targets(self) -> dict[str, Target]:
         with self._lock:
             return dict(self._targets)
+
+    def pause(self, watch: str | None) -> None:
+        """Stop storing the files of ``watch`` (None: of every watch)."""
+        if watch is None:
+            self.paused_all = True
+        else:
+            self.paused_watches.add(watch)
+
+    def resume(self, watch: str | None) -> None:
+        """Take work again; None also lifts each watch's own pause."""
+        if watch is None:
+            self.paused_all = False
+            self.paused_watches.clear()
+        else:
+            self.paused_watches.discard(watch)
+        self.workers.wake()
 
     def paused(self) -> set[str]:
         if self.paused_all or self.disk.reason:
@@ -344,7 +363,7 @@ class Agent:
     def _supervise_watcher(self) -> None:
         roots = {name: t.watch.dir for name, t in self.targets().items()}
         if (self.watcher.stale() or not self.watcher.alive()) and self.watcher.watch(roots):
-            self.bus.publish("watch.state", dict(self.watcher.states))
+            self.bus.publish(EventType.WATCH_STATE, dict(self.watcher.states))
             self.request_scan(None)
 
     # -------------------------------------------------------------- status
@@ -357,6 +376,3 @@ class Agent:
             and self.workers.active == 0
             and not self.pipeline.busy()
         )
-
-    def status(self) -> dict[str, Any]:
-        return agent_status(self)

@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from dgagent.agent.events import EventBus
+from dgagent.rpc.events import EventBus
+from dgagent.rpc.protocol import EventType
+from dgagent.rpc.records import PauseChanged
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ class DiskPause:
             self._since = time.monotonic()
         if first:
             log.error("pausing: %s; uploads resume once space is freed", message)
-            self.bus.publish("agent.paused", {"watch": None, "reason": f"disk full: {message}"})
+            self.bus.publish(EventType.AGENT_PAUSED, PauseChanged(None, f"disk full: {message}"))
 
     def check(self) -> None:
         if self.reason is None or time.monotonic() - self._since < DISK_RECHECK:
@@ -53,7 +55,7 @@ class DiskPause:
         if free >= DISK_FREE_TO_RESUME:
             log.info("disk space is back (%d MiB free); resuming", free // 2**20)
             self.reason = None
-            self.bus.publish("agent.resumed", {"watch": None, "reason": "disk space is back"})
+            self.bus.publish(EventType.AGENT_RESUMED, PauseChanged(None, "disk space is back"))
             # Whatever the full index could not record (a queued file, new times) is found again.
             self.on_resume()
         else:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dgagent.errors import DgError
+from dgagent.rpc.records import QueueItem, Transfer, ratio
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -88,30 +89,25 @@ class Row:
     release_ns: int | None = None
     """The file's mtime when it was queued: its place in its DeltaSpace's release order."""
 
-    def record(self) -> dict[str, Any]:
-        ratio = (
-            self.stored_size / self.original_size
-            if self.original_size and self.stored_size is not None
-            else None
+    def record(self) -> QueueItem:
+        return QueueItem(
+            watch=self.watch,
+            path=self.path,
+            state=self.state,
+            op=self.op,
+            key=self.key,
+            kind=self.kind,
+            codec=self.codec,
+            original_size=self.original_size,
+            stored_size=self.stored_size,
+            ratio=ratio(self.stored_size, self.original_size),
+            cache_hit=None if self.cache_hit is None else bool(self.cache_hit),
+            attempts=self.attempts,
+            next_attempt=self.next_attempt or None,
+            error=self.error,
+            updated=self.updated,
+            why=self.why,
         )
-        return {
-            "watch": self.watch,
-            "path": self.path,
-            "state": self.state,
-            "op": self.op,
-            "key": self.key,
-            "kind": self.kind,
-            "codec": self.codec,
-            "original_size": self.original_size,
-            "stored_size": self.stored_size,
-            "ratio": ratio,
-            "cache_hit": None if self.cache_hit is None else bool(self.cache_hit),
-            "attempts": self.attempts,
-            "next_attempt": self.next_attempt or None,
-            "error": self.error,
-            "updated": self.updated,
-            "why": self.why,
-        }
 
 
 class Index:
@@ -254,12 +250,24 @@ class Index:
             row = db.execute("SELECT MIN(next_attempt) FROM files WHERE state='queued'").fetchone()
         return None if row[0] is None else float(row[0])
 
-    def recent(self, limit: int) -> list[dict[str, Any]]:
+    def recent(self, limit: int) -> list[Transfer]:
+        """The last ``limit`` operations, newest first."""
         with self._use() as db:
             rows = db.execute(
                 "SELECT * FROM transfers ORDER BY id DESC LIMIT ?", (limit,)
             ).fetchall()
-        return [dict(r) for r in rows]
+        found = []
+        for r in rows:
+            fields = dict(r)
+            hit = fields.pop("cache_hit")
+            found.append(
+                Transfer(
+                    **fields,
+                    ratio=ratio(r["stored_size"], r["original_size"]),
+                    cache_hit=None if hit is None else bool(hit),
+                )
+            )
+        return found
 
     # ----------------------------------------------------------- writes
 

@@ -13,8 +13,8 @@ import os
 import stat
 import time
 
-from dgagent.agent.paths import AgentPaths
 from dgagent.errors import ConfigError, DgError
+from dgagent.rpc.paths import AgentPaths
 
 PROBE_RETRY = 0.2
 """How long a starting agent retries a taken lock: held() takes it for microseconds."""

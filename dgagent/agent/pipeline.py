@@ -16,13 +16,15 @@ import time
 from collections.abc import Callable
 
 from dgagent.agent.config import AgentConfig, Watch
-from dgagent.agent.events import EventBus
 from dgagent.agent.index import Index
 from dgagent.agent.reconcile import deletions, differs, excluded, plan, scan
 from dgagent.agent.settle import Settler
 from dgagent.agent.watcher import Hint, Watcher
 from dgagent.agent.workers import Target
 from dgagent.errors import DgError
+from dgagent.rpc.events import EventBus
+from dgagent.rpc.protocol import EventType
+from dgagent.rpc.records import DeleteRefused, FileSeen, ScanFinished, ScanStarted
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +127,7 @@ class Pipeline:
 
     def _reconcile(self, watch: Watch) -> None:
         started = time.monotonic()
-        self.bus.publish("scan.started", {"watch": watch.name})
+        self.bus.publish(EventType.SCAN_STARTED, ScanStarted(watch.name))
         scanned = scan(watch)
         tracked = self.index.tracked(watch.name)
         hinted = 0
@@ -142,9 +144,8 @@ class Pipeline:
         if watch.delete:
             if decision.refused:
                 self.notes[watch.name] = decision.refused
-                self.bus.publish(
-                    "delete.refused", {"watch": watch.name, "reason": decision.refused}
-                )
+                refused = DeleteRefused(watch.name, decision.refused)
+                self.bus.publish(EventType.DELETE_REFUSED, refused)
             for relative in decision.paths:
                 queued_deletes += self.index.enqueue(watch.name, relative, "delete")
         elif not scanned.root_missing and not scanned.errors:
@@ -154,16 +155,16 @@ class Pipeline:
             self.wake_workers()
         self.last_scan[watch.name] = time.time()
         self.bus.publish(
-            "scan.finished",
-            {
-                "watch": watch.name,
-                "files": len(scanned.files),
-                "changed": hinted,
-                "deletes": queued_deletes,
-                "errors": scanned.errors[:5],
-                "root_missing": scanned.root_missing,
-                "seconds": round(time.monotonic() - started, 3),
-            },
+            EventType.SCAN_FINISHED,
+            ScanFinished(
+                watch=watch.name,
+                files=len(scanned.files),
+                changed=hinted,
+                deletes=queued_deletes,
+                errors=scanned.errors[:5],
+                root_missing=scanned.root_missing,
+                seconds=round(time.monotonic() - started, 3),
+            ),
         )
 
     def _settle(self) -> None:
@@ -200,7 +201,7 @@ class Pipeline:
             return False
         if not op or not self.index.enqueue(watch.name, relative, op, st.st_mtime_ns):
             return False
-        self.bus.publish("file.queued", {"watch": watch.name, "path": relative, "size": st.st_size})
+        self.bus.publish(EventType.FILE_QUEUED, FileSeen(watch.name, relative, st.st_size))
         return True
 
     def _gone(self, watch: Watch, relative: str) -> None:

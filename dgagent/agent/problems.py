@@ -18,6 +18,7 @@ from dgagent.agent.workers import Target
 from dgagent.engine import advice
 from dgagent.engine.codec import Xdelta3
 from dgagent.errors import DgError
+from dgagent.rpc import records
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,8 @@ class Problem:
     watch: str | None = None
     """The watched folder it is about; None for the agent as a whole."""
 
-    def record(self) -> dict[str, str | None]:
-        return {"watch": self.watch, "problem": self.problem, "fix": self.fix}
+    def record(self) -> records.Problem:
+        return records.Problem(watch=self.watch, problem=self.problem, fix=self.fix)
 
 
 def prerequisites() -> list[Problem]:

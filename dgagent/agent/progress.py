@@ -11,7 +11,9 @@ from __future__ import annotations
 import threading
 import time
 
-from dgagent.agent.events import EventBus
+from dgagent.rpc.events import EventBus
+from dgagent.rpc.protocol import EventType
+from dgagent.rpc.records import Progress
 
 MIN_SIZE = 4 * 1024 * 1024
 RATE = 4.0
@@ -49,11 +51,5 @@ class PutProgress:
             if not force and now - self._sent < 1 / RATE:
                 return
             self._sent = now
-            data = {
-                "watch": self.watch,
-                "path": self.path,
-                "stage": self.name,
-                "done": self.done,
-                "total": self.total,
-            }
-        self.bus.publish("file.progress", data)
+            data = Progress(self.watch, self.path, self.name, self.done, self.total)
+        self.bus.publish(EventType.FILE_PROGRESS, data)

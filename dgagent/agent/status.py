@@ -1,5 +1,5 @@
-"""The agent's status: the dict the socket API's ``status`` call returns (``stats`` and
-``watches.list`` return parts of it).
+"""The agent's status: the record (rpc.records.Status) the socket API's ``status`` call
+returns (``stats`` and ``watches.list`` return parts of it).
 
 Gathered from every part of the running agent (index counts and totals, watcher states, the
 pipeline, the pause, the cache and the S3 request counters) at the moment it is asked for, so
@@ -11,15 +11,16 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from dgagent import __version__
+from dgagent.rpc.records import ByteTotals, CacheStats, Status, WatchStatus
+from dgagent.version import __version__
 
 if TYPE_CHECKING:
     from dgagent.agent.daemon import Agent
 
 
-def agent_status(agent: Agent) -> dict[str, Any]:
+def agent_status(agent: Agent) -> Status:
     counts = agent.index.counts()
     totals = agent.index.totals()
     decisions = agent.index.decisions()
@@ -27,21 +28,20 @@ def agent_status(agent: Agent) -> dict[str, Any]:
     for name, target in agent.targets().items():
         t = totals.get(name, {"files": 0, "original": 0, "stored": 0})
         watches.append(
-            {
-                "dir": name,
-                "url": target.watch.url,
-                "delete": target.watch.delete,
-                "state": "paused"
-                if name in agent.paused()
-                else agent.watcher.states.get(name, "?"),
-                "note": agent.notes.get(name),
-                "last_scan": agent.pipeline.last_scan.get(name),
-                "reference_policy": target.watch.reference_policy
-                or agent.settings.reference_policy,
-                "write_mode": target.store.storage.write_mode(),
-                "decisions": decisions.get(name, {}),
-                **t,
-            }
+            WatchStatus(
+                dir=name,
+                url=target.watch.url,
+                delete=target.watch.delete,
+                state="paused" if name in agent.paused() else agent.watcher.states.get(name, "?"),
+                note=agent.notes.get(name),
+                last_scan=agent.pipeline.last_scan.get(name),
+                reference_policy=target.watch.reference_policy or agent.settings.reference_policy,
+                write_mode=target.store.storage.write_mode(),
+                decisions=decisions.get(name, {}),
+                files=t["files"],
+                original=t["original"],
+                stored=t["stored"],
+            )
         )
     requests: Counter[str] = Counter()
     # Buckets on one endpoint share a client, and so its counter: count each counter once.
@@ -54,26 +54,26 @@ def agent_status(agent: Agent) -> dict[str, Any]:
         requests.update(counter)
     original = sum(t["original"] for t in totals.values())
     stored = sum(t["stored"] for t in totals.values())
-    return {
-        "pid": os.getpid(),
-        "version": __version__,
-        "started": agent.started,
-        "uptime": round(time.time() - agent.started, 1),
-        "idle": agent.idle(),
-        "paused": agent.paused_all or agent.disk.reason is not None,
-        "disk_full": agent.disk.reason,
-        "scanning": agent.pipeline.scanning,
-        "settling": len(agent.pipeline.settler),
-        "queued": counts.get("queued", 0),
-        "uploading": counts.get("uploading", 0),
-        "done": counts.get("stored", 0),
-        "failed": counts.get("failed", 0),
-        "retrying": agent.index.retrying(),
-        "watches": watches,
-        "cache": {"hits": agent.cache.hits, "misses": agent.cache.misses},
-        "bytes": {"original": original, "stored": stored, "saved": original - stored},
-        "config": str(agent.paths.config_file),
-        "problems": [p.record() for p in agent.problems()],
-        "checked": agent.stores_checked,
-        "requests": {"total": sum(requests.values()), **requests},
-    }
+    return Status(
+        pid=os.getpid(),
+        version=__version__,
+        started=agent.started,
+        uptime=round(time.time() - agent.started, 1),
+        idle=agent.idle(),
+        paused=agent.paused_all or agent.disk.reason is not None,
+        disk_full=agent.disk.reason,
+        scanning=agent.pipeline.scanning,
+        settling=len(agent.pipeline.settler),
+        queued=counts.get("queued", 0),
+        uploading=counts.get("uploading", 0),
+        done=counts.get("stored", 0),
+        failed=counts.get("failed", 0),
+        retrying=agent.index.retrying(),
+        watches=watches,
+        cache=CacheStats(hits=agent.cache.hits, misses=agent.cache.misses),
+        bytes=ByteTotals(original=original, stored=stored, saved=original - stored),
+        config=str(agent.paths.config_file),
+        checked=agent.stores_checked,
+        requests={"total": sum(requests.values()), **requests},
+        problems=[p.record() for p in agent.problems()],
+    )

@@ -15,10 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from enum import Enum
 
 from dgagent.agent.config import Watch
-from dgagent.agent.events import EventBus
 from dgagent.agent.index import Index, IndexClosedError, Row
 from dgagent.agent.progress import PutProgress
 from dgagent.engine.store import DeltaStore
@@ -29,11 +28,15 @@ from dgagent.errors import (
     IntegrityError,
     NotFoundError,
     ReservedNameError,
+    SourceChangedError,
     ToolMissingError,
     UnreadableError,
     UnsafePathError,
     disk_full,
 )
+from dgagent.rpc.events import EventBus
+from dgagent.rpc.protocol import EventType
+from dgagent.rpc.records import FileDeleted, FileFailed, FileRetry, FileSeen, FileStored, ratio
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +47,35 @@ PERMANENT = (
     AccessDeniedError,
     ConfigError,
     ReservedNameError,
+    SourceChangedError,
     ToolMissingError,
     UnreadableError,
     UnsafePathError,
 )
+
+
+class Failure(Enum):
+    """What a failed operation calls for, decided by the error's type (never its text)."""
+
+    CHANGED = "changed"  # the file changed while stored: again once it settles
+    DISK_FULL = "disk full"  # not the file's fault: pause, then again
+    PERMANENT = "permanent"  # retrying cannot help: shown until the user acts
+    TRANSIENT = "transient"  # retried with backoff, up to MAX_ATTEMPTS
+
+
+def failure(exc: DgError) -> Failure:
+    """The kind of ``exc``.
+
+    >>> [failure(e).name for e in (SourceChangedError(""), IntegrityError(""), DgError(""))]
+    ['CHANGED', 'PERMANENT', 'TRANSIENT']
+    """
+    if isinstance(exc, SourceChangedError):
+        return Failure.CHANGED
+    if disk_full(exc):
+        return Failure.DISK_FULL
+    if isinstance(exc, (*PERMANENT, NotFoundError, IntegrityError)):
+        return Failure.PERMANENT
+    return Failure.TRANSIENT
 
 
 def backoff(attempt: int) -> float:
@@ -230,9 +258,7 @@ class Workers:
         except FileNotFoundError:
             self.index.cancel(row.watch, row.path)  # gone before we got to it; scans decide
             return
-        self.bus.publish(
-            "file.uploading", {"watch": row.watch, "path": row.path, "size": st.st_size}
-        )
+        self.bus.publish(EventType.FILE_UPLOADING, FileSeen(row.watch, row.path, st.st_size))
         reporter = PutProgress(self.bus, row.watch, row.path, st.st_size)
         result = target.store.put(
             source,
@@ -271,14 +297,16 @@ class Workers:
             why=result.why,
         )
         try:
-            self.index.log_transfer(**{k: v for k, v in record.items() if k not in ("ratio",)})
+            fields = record.to_json()
+            del fields["ratio"]
+            self.index.log_transfer(**fields)
         except Exception as exc:
             # The file is stored and its row says so: only its line in the history is lost.
             # Requeueing it (below, in _unexpected) would store it a second time.
             if not disk_full(exc):
                 raise
             self.on_disk_full(str(exc))
-        self.bus.publish("file.stored", record)
+        self.bus.publish(EventType.FILE_STORED, record)
         log.info(
             "stored %s/%s as %s: %d of %d bytes",
             row.watch,
@@ -294,7 +322,7 @@ class Workers:
             target.store.delete([key])
         self.index.forget(row.watch, row.path)
         self.index.log_transfer(watch=row.watch, path=row.path, op="delete", key=key)
-        self.bus.publish("file.deleted", {"watch": row.watch, "path": row.path, "key": key})
+        self.bus.publish(EventType.FILE_DELETED, FileDeleted(row.watch, row.path, key))
 
     @staticmethod
     def _record(
@@ -308,21 +336,21 @@ class Workers:
         cache_hit: bool | None,
         seconds: float,
         why: str,
-    ) -> dict[str, Any]:
-        return {
-            "watch": row.watch,
-            "path": row.path,
-            "op": "put",
-            "key": key,
-            "kind": kind,
-            "codec": codec,
-            "original_size": original,
-            "stored_size": stored,
-            "ratio": stored / original if original else None,
-            "cache_hit": cache_hit,
-            "seconds": round(seconds, 3),
-            "why": why,
-        }
+    ) -> FileStored:
+        return FileStored(
+            watch=row.watch,
+            path=row.path,
+            op="put",
+            key=key,
+            kind=kind,
+            codec=codec,
+            original_size=original,
+            stored_size=stored,
+            ratio=ratio(stored, original),
+            cache_hit=cache_hit,
+            seconds=round(seconds, 3),
+            why=why,
+        )
 
     def _failed(self, target: Target, row: Row, exc: DgError, seconds: float) -> None:
         message = str(exc)
@@ -330,29 +358,28 @@ class Workers:
         if row.op != "delete" and not source.exists():
             self.index.cancel(row.watch, row.path)
             return
-        if disk_full(exc):
+        kind = failure(exc)
+        if kind is Failure.DISK_FULL:
             self.on_disk_full(message)
             self.index.requeue(row.watch, row.path, 1.0, message)  # not the file's fault
             return
-        changed = isinstance(exc, IntegrityError) and "changed while" in message
-        permanent = isinstance(exc, PERMANENT) or (
-            isinstance(exc, NotFoundError | IntegrityError) and not changed
-        )
-        info = {"watch": row.watch, "path": row.path, "op": row.op, "error": message}
         self.index.log_transfer(
             watch=row.watch, path=row.path, op=row.op, error=message, seconds=round(seconds, 3)
         )
-        if changed:
+        if kind is Failure.CHANGED:
             self.index.retry_later(row.watch, row.path, self.settle_seconds, message)
-        elif permanent or row.attempts + 1 >= MAX_ATTEMPTS:
+        elif kind is Failure.PERMANENT or row.attempts + 1 >= MAX_ATTEMPTS:
             self.index.fail(row.watch, row.path, message)
-            self.bus.publish("file.failed", info)
+            self.bus.publish(
+                EventType.FILE_FAILED, FileFailed(row.watch, row.path, row.op, message)
+            )
             if isinstance(exc, AccessDeniedError | NotFoundError):
                 self.on_permanent(row.watch, message)
         else:
             delay = backoff(row.attempts)
             self.index.retry_later(row.watch, row.path, delay, message)
-            self.bus.publish(
-                "file.retry", {**info, "attempt": row.attempts + 1, "delay": round(delay, 2)}
+            retry = FileRetry(
+                row.watch, row.path, row.op, message, row.attempts + 1, round(delay, 2)
             )
+            self.bus.publish(EventType.FILE_RETRY, retry)
         log.warning("%s/%s: %s", row.watch, row.path, message)

@@ -12,11 +12,12 @@ from typing import Any
 
 from dgagent.agent import config as config_file
 from dgagent.agent import lock, service
-from dgagent.agent.client import AgentClient, AgentConnectionError, AgentNotRunning
 from dgagent.agent.config import Watch
-from dgagent.agent.paths import agent_paths
 from dgagent.cli.common import Session, add_reference_policy, human, percent, print_json
 from dgagent.errors import ConfigError, DgError
+from dgagent.rpc import AgentClient, AgentConnectionError, AgentNotRunning, Method
+from dgagent.rpc.paths import agent_paths
+from dgagent.rpc.records import Paused, Retried, Status
 from dgagent.storage import Location, parse_location
 
 EXIT_CONFIG = 78
@@ -40,6 +41,7 @@ def _ask(method: str, params: dict[str, Any] | None = None, timeout: float = 30.
 def run_agent(args: argparse.Namespace, session: Session) -> int:
     # Imported here: watchdog and apscheduler are only needed by the agent process itself.
     from dgagent.agent.daemon import Agent, AlreadyRunningError  # noqa: PLC0415
+    from dgagent.agent.rpc import serve  # noqa: PLC0415
 
     paths = agent_paths()
     try:
@@ -48,15 +50,19 @@ def run_agent(args: argparse.Namespace, session: Session) -> int:
         print(f"dg-agent: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        return agent.run()
+        return serve(agent)
     except AlreadyRunningError as exc:
         print(f"dg-agent: {exc}", file=sys.stderr)
         return 1
 
 
+def _status(timeout: float) -> Status:
+    return Status.from_json(_ask(Method.STATUS, timeout=timeout))
+
+
 def _running_pid() -> int | None:
     try:
-        return int(_ask("status", timeout=5)["pid"])
+        return _status(5).pid
     except AgentNotRunning:
         return None
 
@@ -105,14 +111,14 @@ def run_start(args: argparse.Namespace, session: Session) -> int:
     return 1
 
 
-def _first_checks() -> dict[str, Any]:
+def _first_checks() -> Status | None:
     """The status once the agent has checked each watch's store (a few seconds at most)."""
     deadline = time.monotonic() + CHECK_TIMEOUT
-    status: dict[str, Any] = {}
+    status = None
     with contextlib.suppress(DgError):
         while time.monotonic() < deadline:
-            status = _ask("status", timeout=5)
-            if status.get("checked", True):
+            status = _status(5)
+            if status.checked:
                 break
             time.sleep(0.2)
     return status
@@ -122,7 +128,7 @@ def _ask_shutdown() -> bool | None:
     """Ask the agent to stop: True when it answered, None when nothing listens, False when
     the connection was lost before the answer (the agent may be stopping already)."""
     try:
-        _ask("shutdown", timeout=10)
+        _ask(Method.SHUTDOWN, timeout=10)
     except AgentNotRunning:
         return None
     except AgentConnectionError:
@@ -160,7 +166,7 @@ def run_stop(args: argparse.Namespace, session: Session) -> int:
 
 def run_status(args: argparse.Namespace, session: Session) -> int:
     try:
-        status = _ask("status", timeout=10)
+        answer = _ask(Method.STATUS, timeout=10)
     except AgentNotRunning as exc:
         if args.json:
             print_json({"running": False, "error": str(exc)})
@@ -168,39 +174,40 @@ def run_status(args: argparse.Namespace, session: Session) -> int:
             print(str(exc))
         return EXIT_NOT_RUNNING
     if args.json:
-        print_json({"running": True, **status})
+        print_json({"running": True, **answer})
         return 0
-    state = "idle" if status["idle"] else "busy"
-    if status["paused"]:
+    status = Status.from_json(answer)
+    state = "idle" if status.idle else "busy"
+    if status.paused:
         state = "paused"
-    print(f"dg-agent {status['version']}, pid {status['pid']}: {state}")
+    print(f"dg-agent {status.version}, pid {status.pid}: {state}")
     print(
-        f"  queued {status['queued']}, uploading {status['uploading']}, settling "
-        f"{status['settling']}, done {status['done']}, failed {status['failed']}"
+        f"  queued {status.queued}, uploading {status.uploading}, settling "
+        f"{status.settling}, done {status.done}, failed {status.failed}"
     )
-    saved = status["bytes"]
+    saved = status.bytes
     print(
-        f"  stored {human(saved['stored'])} for {human(saved['original'])} "
-        f"(saved {percent(saved['saved'], saved['original'])}); reference cache "
-        f"{status['cache']['hits']} hits, {status['cache']['misses']} misses"
+        f"  stored {human(saved.stored)} for {human(saved.original)} "
+        f"(saved {percent(saved.saved, saved.original)}); reference cache "
+        f"{status.cache.hits} hits, {status.cache.misses} misses"
     )
-    for watch in status["watches"]:
-        note = f" — {watch['note']}" if watch.get("note") else ""
-        print(f"  {watch['dir']} → {watch['url']} [{watch['state']}] {watch['files']} files{note}")
-        how = ", ".join(f"{n} {what}" for what, n in sorted(watch.get("decisions", {}).items()))
-        mode = watch.get("write_mode") or "bucket not written yet"
-        policy = watch.get("reference_policy")
+    for watch in status.watches:
+        note = f" — {watch.note}" if watch.note else ""
+        print(f"  {watch.dir} → {watch.url} [{watch.state}] {watch.files} files{note}")
+        how = ", ".join(f"{n} {what}" for what, n in sorted(watch.decisions.items()))
+        mode = watch.write_mode or "bucket not written yet"
+        policy = watch.reference_policy
         print(f"    stored as: {how or 'nothing yet'}; references: {policy}; {mode}")
-    if not status["watches"]:
+    if not status.watches:
         print("  no folders watched: add one with dg-agent watch add DIR URL")
     _print_problems(status)
     return 0
 
 
-def _print_problems(status: dict[str, Any]) -> None:
+def _print_problems(status: Status | None) -> None:
     """Each state the user must act on, and the command that fixes it."""
-    for found in status.get("problems") or []:
-        print(f"problem: {found['problem']}\n  fix: {found['fix']}")
+    for found in status.problems if status else []:
+        print(f"problem: {found.problem}\n  fix: {found.fix}")
 
 
 def run_control(args: argparse.Namespace, session: Session) -> int:
@@ -215,16 +222,17 @@ def run_control(args: argparse.Namespace, session: Session) -> int:
         return EXIT_NOT_RUNNING
     what = params.get("watch", "every watched folder")
     if args.command == "retry":
-        n = answer.get("retried", 0)
+        n = Retried.from_json(answer).retried
         print(f"{n} failed file{'s' * (n != 1)} of {what} queued again")
     else:
+        Paused.from_json(answer)  # an answer of another shape fails here, not silently
         print(f"{args.command}d: {what}")
     return 0
 
 
 def _notify_agent() -> str:
     try:
-        _ask("config.reload", timeout=5)
+        _ask(Method.CONFIG_RELOAD, timeout=5)
     except AgentNotRunning:
         return " (the agent is not running; it applies this when started)"
     return " (applied to the running agent)"

@@ -11,7 +11,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from dgagent import __version__
 from dgagent.cli import (
     agent_cmds,
     completion,
@@ -25,6 +24,7 @@ from dgagent.cli import (
 )
 from dgagent.cli.common import Session, add_store_options
 from dgagent.errors import ConfigError, DgError
+from dgagent.version import __version__
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
-from dgagent import __version__
 from dgagent.engine.keys import REFERENCE_NAME, is_delta, is_reference, relative_to_space
 from dgagent.engine.rotation import COST_KEY, WHY_KEY
 from dgagent.errors import NameTooLongError
+from dgagent.version import __version__
 
 TOOL = f"dg-agent/{__version__}"
 ZERO_DIFF_NOTE = "zero-diff (reference identical)"

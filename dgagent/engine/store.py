@@ -50,6 +50,7 @@ from dgagent.errors import (
     NameTooLongError,
     NotFoundError,
     PreconditionFailedError,
+    SourceChangedError,
     StorageError,
     UnreadableError,
     disk_full,
@@ -280,7 +281,7 @@ class DeltaStore(Catalog):
         if same:
             return
         self.storage.delete(result.stored_key)
-        raise IntegrityError(
+        raise SourceChangedError(
             f"{source} changed while it was being stored; nothing was kept, store it again "
             "once it is complete"
         )
@@ -681,7 +682,7 @@ class DeltaStore(Catalog):
         ``source``, which a build may rewrite at any moment, while the reference must hold
         exactly the bytes its metadata names. The cache's copy when the cache takes it (held
         until the block ends), else one in the work folder."""
-        changed = IntegrityError(
+        changed = SourceChangedError(
             f"{source} changed while it was being stored; nothing was kept, store it again "
             "once it is complete"
         )

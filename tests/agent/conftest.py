@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from dgagent.agent.client import AgentClient
+from dgagent.rpc import AgentClient
 
 DG_AGENT = Path(sys.executable).parent / "dg-agent"
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from dgagent.agent.client import AgentClient
 from dgagent.engine.store import DeltaStore, Entry
+from dgagent.rpc import AgentClient
 from dgagent.settings import EngineSettings
 from dgagent.storage import LocalStorage, S3Options, S3Storage, Storage
 from tests import artifacts

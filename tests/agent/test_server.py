@@ -23,14 +23,18 @@ from typing import Any
 
 import pytest
 
-from dgagent.agent.client import (
+from dgagent.errors import DgError, NotFoundError
+from dgagent.rpc import (
+    PROTOCOL,
     AgentClient,
     AgentConnectionError,
     AgentNotRunning,
+    RpcError,
 )
-from dgagent.agent.events import EventBus
-from dgagent.agent.server import PROTOCOL, RpcError, RpcServer
-from dgagent.errors import DgError, NotFoundError
+from dgagent.rpc.events import EventBus
+from dgagent.rpc.protocol import EventType
+from dgagent.rpc.records import FileSeen, Nothing
+from dgagent.rpc.server import RpcServer
 
 TIMEOUT = 10.0
 
@@ -69,7 +73,7 @@ def make_handlers(
 
     def publish(params: dict[str, Any]) -> Any:
         for i in range(int(params.get("count", 1))):
-            bus.publish("test.published", {"i": i})
+            bus.publish(EventType.FILE_QUEUED, FileSeen("/w", "published", i))
         return bus.last_seq
 
     def unserialisable(params: dict[str, Any]) -> Any:
@@ -290,7 +294,7 @@ def test_handler_dgerror_becomes_32000_with_its_message(h: Harness) -> None:
 def test_unexpected_exception_becomes_32603_and_is_logged(
     h: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="dgagent.agent.server"), h.client() as client:
+    with caplog.at_level(logging.ERROR, logger="dgagent.rpc.server"), h.client() as client:
         with pytest.raises(RpcError) as caught:
             client.call("fails_bug")
         assert caught.value.code == -32603
@@ -377,11 +381,11 @@ def test_subscriber_gets_events_in_order_and_can_replay(h: Harness) -> None:
     with h.client() as client:
         assert client.subscribe() == {"last_seq": 0, "replayed": 0}
         for i in range(5):
-            h.bus.publish("file.stored", {"path": f"a/{i}.tar", "size": i})
+            h.bus.publish(EventType.FILE_QUEUED, FileSeen("/w", f"a/{i}.tar", i))
         got = [event for _, event in zip(range(5), client.events(timeout=TIMEOUT), strict=False)]
     assert [e["seq"] for e in got] == [1, 2, 3, 4, 5]
     assert [e["data"]["path"] for e in got] == [f"a/{i}.tar" for i in range(5)]
-    assert all(e["type"] == "file.stored" and e["time"].endswith("Z") for e in got)
+    assert all(e["type"] == "file.queued" and e["time"].endswith("Z") for e in got)
 
     with h.client() as late:
         assert late.subscribe(since=2) == {"last_seq": 5, "replayed": 3}
@@ -390,14 +394,14 @@ def test_subscriber_gets_events_in_order_and_can_replay(h: Harness) -> None:
         replay = [event for _, event in zip(range(5), late.events(timeout=TIMEOUT), strict=False)]
         assert [e["seq"] for e in replay] == [3, 4, 5, 6, 7]
         assert late.call("events.unsubscribe") == {"unsubscribed": True}
-        h.bus.publish("after.unsubscribe", {})
+        h.bus.publish(EventType.AGENT_STOPPING, Nothing())
         assert list(late.events(timeout=0.3)) == []
 
 
 def test_replay_reports_events_no_longer_buffered(make: Callable[..., Harness]) -> None:
     h = make(capacity=10)
     for i in range(15):
-        h.bus.publish("tick", {"i": i})
+        h.bus.publish(EventType.FILE_QUEUED, FileSeen("/w", "tick", i))
     with h.client() as client:
         assert client.subscribe(since=0) == {"last_seq": 15, "replayed": 10}
         got = [event for _, event in zip(range(11), client.events(timeout=TIMEOUT), strict=False)]
@@ -411,10 +415,9 @@ def test_a_client_that_never_reads_does_not_block_the_agent(make: Callable[..., 
     try:
         stalled.send(request(1, "events.subscribe"))
         first = stalled.recv()["result"]["last_seq"] + 1
-        data = {"path": "x" * 200}
         began = time.monotonic()
         for i in range(50_000):
-            h.bus.publish("tick", {**data, "i": i})
+            h.bus.publish(EventType.FILE_QUEUED, FileSeen("/w", "x" * 200, i))
         elapsed = time.monotonic() - began
         assert elapsed < 15, f"publishing took {elapsed:.1f} s: a slow client blocks the agent"
         with h.client() as other:

@@ -195,7 +195,7 @@ def build_wheel(out: Path) -> Path:
     """
     source = out / "source"
     source.mkdir(parents=True)
-    for name in ("pyproject.toml", "README.md", "packaging", "dgagent", "tui"):
+    for name in ("pyproject.toml", "README.md", "packaging", "dgagent", "dgagent_tui"):
         if (REPO / name).is_dir():
             ignore = shutil.ignore_patterns("__pycache__")
             shutil.copytree(REPO / name, source / name, ignore=ignore)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from dgagent.agent.client import INTERNAL_ERROR, AgentClient, AgentConnectionError, RpcError
 from dgagent.agent.index import Index, IndexClosedError
 from dgagent.errors import DgError
+from dgagent.rpc import AgentClient, AgentConnectionError, ErrorCode, RpcError
 from tests.agent.conftest import AgentProc, agent_config
 
 CYCLES = 20
@@ -32,7 +32,7 @@ def _hammer(socket: Path, stop: threading.Event, internal: list[str]) -> None:
                     client.call(methods[n % len(methods)])
                     n += 1
         except RpcError as exc:
-            if exc.code == INTERNAL_ERROR:
+            if exc.code == ErrorCode.INTERNAL_ERROR:
                 internal.append(str(exc))
         except (AgentConnectionError, DgError, OSError):
             time.sleep(0.002)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dgagent import __version__
+from dgagent.version import __version__
 from tests.cli.conftest import S3Remote, release, sha256_of
 
 DG_AGENT = Path(sys.executable).parent / "dg-agent"

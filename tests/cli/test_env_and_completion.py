@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dgagent import __version__
 from dgagent.cli.main import build_parser, main
+from dgagent.version import __version__
 from tests.cli.conftest import Cli, S3Remote, assert_clean_failure, release, sha256_of
 from tests.conftest import free_port
 

@@ -14,10 +14,10 @@ from typing import Any
 import boto3
 import pytest
 
-from dgagent.agent.client import AgentClient
 from dgagent.cli.main import main
 from dgagent.engine.store import DeltaStore
 from dgagent.errors import DgError
+from dgagent.rpc import AgentClient
 from dgagent.settings import EngineSettings
 from dgagent.storage import S3Options, S3Storage
 from tests import artifacts

@@ -7,11 +7,11 @@ from typing import Any
 from rich.style import Style
 from textual.pilot import Pilot
 
+from dgagent_tui import format as fmt
+from dgagent_tui.app import DgApp
+from dgagent_tui.screens.activity import EventLog
+from dgagent_tui.testing import FakeAgent
 from tests.tui.conftest import make_app, wait_for
-from tui import format as fmt
-from tui.app import DgApp
-from tui.screens.activity import EventLog
-from tui.testing import FakeAgent
 
 WATCH = "/home/me/builds"
 
@@ -35,7 +35,9 @@ async def test_lists_read_as_words_and_long_lines_wrap(fake_agent: FakeAgent) ->
         log = await open_log(pilot, app)
         fake_agent.publish("config.reloaded", watches=[])
         error = "the store refused the upload because " + "the request was slow " * 5 + "END"
-        fake_agent.publish("file.failed", watch=WATCH, path="app/app-2.0.zip", error=error)
+        fake_agent.publish(
+            "file.failed", watch=WATCH, path="app/app-2.0.zip", op="put", error=error
+        )
         await wait_for(pilot, lambda: "END" in log_text(log), "the end of the long line")
         text = log_text(log)
         assert "watching /home/me/builds" in text  # the list, comma-joined

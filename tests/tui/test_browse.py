@@ -9,12 +9,12 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Static
 
+from dgagent_tui.app import DgApp
+from dgagent_tui.screens.browse import PAGE, BrowseScreen
+from dgagent_tui.screens.modals import ConfirmModal, DownloadModal, ErrorModal, TypedConfirmModal
+from dgagent_tui.testing import FakeAgent, FakeFile
+from dgagent_tui.widgets import VimTable
 from tests.tui.conftest import make_app, settle, wait_for
-from tui.app import DgApp
-from tui.screens.browse import PAGE, BrowseScreen
-from tui.screens.modals import ConfirmModal, DownloadModal, ErrorModal, TypedConfirmModal
-from tui.testing import FakeAgent, FakeFile
-from tui.widgets import VimTable
 
 
 async def open_app_folder(pilot: Pilot[Any], app: DgApp) -> BrowseScreen:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dgagent import __version__
-from tui.app import main
+from dgagent.version import __version__
+from dgagent_tui.app import main
 
 
 def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:

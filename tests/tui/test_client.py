@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from dgagent.agent.client import AgentNotRunning, RpcError
-from tui.agent import AsyncAgentClient, Backoff
-from tui.agent.link import AgentEvent, LinkDown, Snapshot, follow
-from tui.testing import FakeAgent
+from dgagent.rpc import AgentNotRunning, RpcError
+from dgagent_tui.agent import AsyncAgentClient, Backoff
+from dgagent_tui.agent.link import AgentEvent, LinkDown, Snapshot, follow
+from dgagent_tui.testing import FakeAgent
 
 
 def imported(code: str) -> str:
@@ -24,7 +24,8 @@ def imported(code: str) -> str:
 
 def test_the_client_layer_never_imports_textual() -> None:
     code = (
-        "import sys, tui.agent, tui.agent.client, tui.agent.link, tui.agent.model, tui.format; "
+        "import sys, dgagent_tui.agent, dgagent_tui.agent.client, dgagent_tui.agent.link, "
+        "dgagent_tui.agent.model, dgagent_tui.format; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))"
     )
     assert imported(code) == "[]"
@@ -32,7 +33,8 @@ def test_the_client_layer_never_imports_textual() -> None:
 
 def test_the_tui_never_imports_boto3() -> None:
     code = (
-        "import sys, tui.app, tui.testing; print('boto3' in sys.modules, 'botocore' in sys.modules)"
+        "import sys, dgagent_tui.app, dgagent_tui.testing; "
+        "print('boto3' in sys.modules, 'botocore' in sys.modules)"
     )
     assert imported(code) == "False False"
 
@@ -50,7 +52,7 @@ def test_calls_errors_and_events_over_the_socket(fake_agent: FakeAgent) -> None:
     async def run() -> None:
         client = AsyncAgentClient(fake_agent.socket_path, timeout=5)
         hello = await client.connect()
-        assert hello["pid"] == 4242
+        assert hello.pid == 4242
         # Concurrent calls are matched to their answers by id.
         status, listing = await asyncio.gather(
             client.call("status"), client.call("browse.list", {"url": "s3://releases/app/"})

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from textual.widgets import Static
 
+from dgagent_tui.screens.browse import BrowseScreen
+from dgagent_tui.screens.help import HelpModal
+from dgagent_tui.testing import FakeAgent
 from tests.tui.conftest import make_app, settle, wait_for
-from tui.screens.browse import BrowseScreen
-from tui.screens.help import HelpModal
-from tui.testing import FakeAgent
 
 
 async def test_bindings_are_remapped_by_id(fake_agent: FakeAgent, short_dir: Path) -> None:

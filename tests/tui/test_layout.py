@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from dgagent_tui.footer import DgFooter
+from dgagent_tui.testing import FakeAgent, demo_state
 from tests.tui.conftest import make_app, screen_text, serving, settle, wait_for
-from tui.footer import DgFooter
-from tui.testing import FakeAgent, demo_state
 
 PARTIAL_BLOCKS = re.compile("[▁▂▃▄▅▆▇]")
 

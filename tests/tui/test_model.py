@@ -3,27 +3,40 @@
 from __future__ import annotations
 
 import doctest
+from dataclasses import replace
 from typing import Any
 
-import tui.agent.model
-import tui.folders
-import tui.format
-import tui.screens.activity
-import tui.screens.browse
-from tui.agent.model import MAX_DONE_ROWS, QueueModel
-from tui.screens.queue_table import cells
+import dgagent_tui.agent.model
+import dgagent_tui.folders
+import dgagent_tui.format
+import dgagent_tui.screens.activity
+import dgagent_tui.screens.browse
+from dgagent.rpc.records import CacheStats, QueueItem, Status
+from dgagent_tui.agent.model import MAX_DONE_ROWS, QueueModel
+from dgagent_tui.screens.queue_table import cells
+from dgagent_tui.testing import demo_state, stored_file
 
 NOW = 1_000_000.0
 
 
 def stored(path: str, original: int = 1000, stored: int = 10) -> dict[str, Any]:
-    data = {"watch": "/w", "path": path, "kind": "delta", "original_size": original}
-    return {"type": "file.stored", "data": {**data, "stored_size": stored, "seconds": 1.0}}
+    data = stored_file("/w", path, original, stored, seconds=1.0, codec=None)
+    return {"type": "file.stored", "data": data.to_json()}
+
+
+def status(**changes: Any) -> Status:
+    return replace(demo_state().status, **changes)
+
+
+def item(path: str, state: str, codec: str | None) -> QueueItem:
+    return QueueItem(
+        "/w", path, state, "put", path, "delta", codec, *(None,) * 4, 0, None, None, NOW, None
+    )
 
 
 def test_events_change_rows_and_report_only_what_changed() -> None:
     model = QueueModel(lambda: NOW)
-    model.load({"done": 5, "cache": {"hits": 3, "misses": 1}}, [], [])
+    model.load(status(done=5, cache=CacheStats(3, 1)), [], [])
     assert model.take_changes() == (True, [], [])
     model.apply({"type": "file.queued", "data": {"watch": "/w", "path": "a.zip", "size": 1000}})
     model.apply({"type": "file.uploading", "data": {"watch": "/w", "path": "a.zip", "size": 1000}})
@@ -39,11 +52,14 @@ def test_events_change_rows_and_report_only_what_changed() -> None:
     assert model.take_changes() == (False, [], [("/w", "a.zip")])
     model.apply({"type": "scan.started", "data": {"watch": "/w"}})  # not about a file
     assert model.take_changes() == (False, [], [])
+    model.apply({"type": "file.queued", "data": {"watch": "/w", "path": "b.zip"}})  # malformed
+    model.apply({"type": "no.such.event", "data": {}})  # from a newer agent
+    assert model.take_changes() == (False, [], [])
 
 
 def test_the_codec_of_a_stored_file_reaches_its_row_and_cells() -> None:
     model = QueueModel(lambda: NOW)
-    model.load({}, [{"watch": "/w", "path": "a.whl", "state": "stored", "codec": "compat"}], [])
+    model.load(status(), [item("a.whl", "stored", "compat")], [])
     event = stored("b.whl")
     event["data"]["codec"] = "archive-v1"
     model.apply(event)
@@ -52,13 +68,13 @@ def test_the_codec_of_a_stored_file_reaches_its_row_and_cells() -> None:
     assert (a.codec, b.codec) == ("compat", "archive-v1")
     assert cells(a, NOW, columns, False)[1] == "a.whl"
     assert cells(b, NOW, columns, False) == ["Δ", "b.whl  [archive-v1]", "1.0%"]
-    assert "[archive-v1]" in tui.format.event_text(event)
+    assert "[archive-v1]" in dgagent_tui.format.event_text(event)
 
 
 def test_progress_events_fill_the_progress_cell_until_the_file_is_stored() -> None:
     now = [NOW]
     model = QueueModel(lambda: now[0])
-    model.load({}, [], [])
+    model.load(status(), [], [])
     where = {"watch": "/w", "path": "big.iso"}
     model.apply({"type": "file.uploading", "data": {**where, "size": 4000}})
 
@@ -67,9 +83,10 @@ def test_progress_events_fill_the_progress_cell_until_the_file_is_stored() -> No
 
     assert shown() == "uploading 0s"
     now[0] += 5
-    model.apply({"type": "file.progress", "data": {**where, "stage": "encoding", "done": 0}})
+    encoding = {**where, "stage": "encoding", "done": 0, "total": None}
+    model.apply({"type": "file.progress", "data": encoding})
     now[0] += 75
-    model.apply({"type": "file.progress", "data": {**where, "stage": "encoding", "done": 0}})
+    model.apply({"type": "file.progress", "data": encoding})
     assert shown() == "encoding 1m"  # how long the stage has run, counted from its start
     progress = {**where, "stage": "uploading", "done": 500, "total": 1000}
     model.apply({"type": "file.progress", "data": progress})
@@ -82,7 +99,8 @@ def test_progress_events_fill_the_progress_cell_until_the_file_is_stored() -> No
 
 def test_stored_rows_are_capped_oldest_first_pending_rows_never() -> None:
     model = QueueModel(lambda: NOW)
-    model.apply({"type": "file.failed", "data": {"watch": "/w", "path": "bad", "error": "x"}})
+    failed = {"watch": "/w", "path": "bad", "op": "put", "error": "x"}
+    model.apply({"type": "file.failed", "data": failed})
     for n in range(MAX_DONE_ROWS + 5):
         model.apply(stored(f"f{n}"))
     _, changed, removed = model.take_changes()
@@ -94,10 +112,10 @@ def test_stored_rows_are_capped_oldest_first_pending_rows_never() -> None:
 
 def test_doctests() -> None:
     for module in (
-        tui.format,
-        tui.screens.browse,
-        tui.screens.activity,
-        tui.agent.model,
-        tui.folders,
+        dgagent_tui.format,
+        dgagent_tui.screens.browse,
+        dgagent_tui.screens.activity,
+        dgagent_tui.agent.model,
+        dgagent_tui.folders,
     ):
         assert doctest.testmod(module).failed == 0

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dgagent_tui.screens.offline import OfflineScreen
+from dgagent_tui.screens.queue import QueueScreen
+from dgagent_tui.testing import FakeAgent
+from dgagent_tui.widgets import LinkBar
 from tests.tui.conftest import make_app, wait_for
-from tui.screens.offline import OfflineScreen
-from tui.screens.queue import QueueScreen
-from tui.testing import FakeAgent
-from tui.widgets import LinkBar
 
 
 async def test_offline_screen_then_reconnect_when_the_agent_starts(short_dir: Path) -> None:

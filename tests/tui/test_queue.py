@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from textual.widgets import Static
 
+from dgagent_tui.agent.model import MAX_DONE_ROWS
+from dgagent_tui.screens.queue import QueueScreen
+from dgagent_tui.screens.queue_table import QueueTable
+from dgagent_tui.testing import (
+    FROZEN_EPOCH,
+    FakeAgent,
+    FakeState,
+    demo_problems,
+    demo_state,
+    stored_file,
+)
+from dgagent_tui.widgets import Cell, ProblemsStrip
 from tests.tui.conftest import make_app, serving, settle, wait_for
-from tui.agent.model import MAX_DONE_ROWS
-from tui.screens.queue import QueueScreen
-from tui.screens.queue_table import QueueTable
-from tui.testing import FROZEN_EPOCH, FakeAgent, FakeState, demo_problems, demo_state
-from tui.widgets import Cell, ProblemsStrip
 
 WATCH = "/home/me/builds"
 
@@ -21,18 +29,8 @@ WATCH = "/home/me/builds"
 def publish_stored(
     agent: FakeAgent, path: str, original: int, stored: int, *, cache_hit: bool = False
 ) -> None:
-    agent.publish(
-        "file.stored",
-        watch=WATCH,
-        path=path,
-        key=path,
-        kind="delta",
-        original_size=original,
-        stored_size=stored,
-        ratio=stored / original,
-        cache_hit=cache_hit,
-        seconds=0.5,
-    )
+    data = stored_file(WATCH, path, original, stored, cache_hit=cache_hit, seconds=0.5)
+    agent.publish("file.stored", **data.to_json())
 
 
 def cell(table: QueueTable, path: str, column: str) -> str:
@@ -110,8 +108,8 @@ async def test_vim_keys_and_detail_view(fake_agent: FakeAgent) -> None:
 async def test_ten_thousand_rows_flush_quickly(short_dir: Path) -> None:
     """Not a timing assertion: 10,000 rows stay correct; the times measured are printed (-s)."""
     state: FakeState = demo_state(rows=10_000)
-    for item in state.items[: 10_000 - 4]:
-        item["state"] = "queued"  # pending rows are all kept (stored rows are capped)
+    # pending rows are all kept (stored rows are capped)
+    state.items[: 10_000 - 4] = [replace(i, state="queued") for i in state.items[: 10_000 - 4]]
     agent = FakeAgent(short_dir / "agent.sock", state)
     agent.start()
     try:
@@ -171,7 +169,9 @@ async def test_failed_rows_are_drawn_in_the_theme_error_colour(fake_agent: FakeA
 
         assert styles("app/app-1.11.zip") == {red}  # failed in the snapshot: every cell
         assert styles("app/app-1.1.zip") == {""}
-        fake_agent.publish("file.failed", watch=WATCH, path="app/app-1.9.zip", error="denied")
+        fake_agent.publish(
+            "file.failed", watch=WATCH, path="app/app-1.9.zip", op="put", error="denied"
+        )
         await wait_for(pilot, lambda: styles("app/app-1.9.zip") == {red}, "the row to turn red")
 
 
@@ -220,7 +220,7 @@ async def test_problems_show_at_the_top_of_the_queue_with_their_fix(short_dir: P
 
 
 async def test_an_agent_without_problems_field_shows_no_strip(fake_agent: FakeAgent) -> None:
-    assert fake_agent.state.problems is None  # an agent from before the field
+    fake_agent.state.problems = None  # an agent from before the field leaves it out
     app = make_app(fake_agent.socket_path)
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.screen.query_one(QueueTable)

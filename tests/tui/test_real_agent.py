@@ -9,14 +9,14 @@ from pathlib import Path
 
 from textual.widgets import Input
 
+from dgagent_tui.format import MISSING
+from dgagent_tui.screens.browse import BrowseScreen
+from dgagent_tui.screens.modals import DownloadModal
+from dgagent_tui.screens.queue_table import QueueTable
+from dgagent_tui.widgets import VimTable
 from tests import artifacts
 from tests.agent.conftest import AgentProc, agent, agent_config  # noqa: F401 (agent: a fixture)
 from tests.tui.conftest import make_app, settle, wait_for
-from tui.format import MISSING
-from tui.screens.browse import BrowseScreen
-from tui.screens.modals import DownloadModal
-from tui.screens.queue_table import QueueTable
-from tui.widgets import VimTable
 
 
 async def test_queue_rows_get_ratios_and_browse_downloads(

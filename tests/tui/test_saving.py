@@ -9,12 +9,12 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from dgagent_tui import folders
+from dgagent_tui.app import DgApp
+from dgagent_tui.screens.modals import DownloadModal
+from dgagent_tui.testing import FakeAgent
 from tests.tui.conftest import make_app, settle, wait_for
 from tests.tui.test_browse import open_app_folder, select
-from tui import folders
-from tui.app import DgApp
-from tui.screens.modals import DownloadModal
-from tui.testing import FakeAgent
 
 
 @pytest.fixture

@@ -13,13 +13,13 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from dgagent_tui.agent.link import Backoff
+from dgagent_tui.app import DgApp
+from dgagent_tui.screens.browse import BrowseScreen
+from dgagent_tui.screens.offline import OfflineScreen
+from dgagent_tui.testing import FakeAgent, demo_problems, demo_state
+from dgagent_tui.widgets import ProblemsStrip, VimTable
 from tests.tui.conftest import make_app, serving, wait_for
-from tui.agent.link import Backoff
-from tui.app import DgApp
-from tui.screens.browse import BrowseScreen
-from tui.screens.offline import OfflineScreen
-from tui.testing import FakeAgent, demo_problems, demo_state
-from tui.widgets import ProblemsStrip, VimTable
 
 SIZES = [(120, 40), (80, 24)]
 Run = Callable[[Pilot[Any]], Awaitable[None]]
