@@ -150,7 +150,7 @@ def severity(event: dict[str, Any]) -> str | None:
     return None
 
 
-def event_text(event: dict[str, Any]) -> str:  # noqa: PLR0911 (one case per event type)
+def event_text(event: dict[str, Any]) -> str:  # noqa: PLR0911, PLR0912 (a case per event type)
     """What an agent event means, in words (never a Python repr of its data)."""
     kind, data = str(event.get("type", "?")), event.get("data") or {}
     path = data.get("path", "")
@@ -193,6 +193,12 @@ def event_text(event: dict[str, Any]) -> str:  # noqa: PLR0911 (one case per eve
         return "watch     " + "; ".join(f"{w}: {value_text(st)}" for w, st in data.items())
     if kind == "delete.refused":
         return f"delete refused in {data.get('watch')}: {data.get('reason')}"
+    if kind == "prune.finished":
+        why = f"retention of {data['watch']}" if data.get("watch") else "asked for"
+        return (
+            f"pruned    {data.get('url')} ({why}): {data.get('deleted')} versions and "
+            f"{data.get('references')} references deleted, {size(data.get('freed'))} back"
+        )
     if kind == "events.dropped":
         return f"lost events {event.get('from')} to {event.get('to')} (re-read the state)"
     return f"{kind}  {_fields(data)}".rstrip()

@@ -29,6 +29,7 @@ from dgagent.rpc.records import (
     Listing,
     Paused,
     Problem,
+    Pruned,
     QueueItem,
     QueuePage,
     Retried,
@@ -245,6 +246,36 @@ class FakeAgent:
                 del s.files[f.key]
             return Deleted([str(p["url"])], None)
 
+        def prune(p: dict[str, Any]) -> Any:
+            """The last ``keep_last`` files of the folder (by name) stay; no references."""
+            record("prune", p)
+            url = str(p["url"]).rstrip("/") + "/"
+            prefix = key_of(url) if url != s.root + "/" else ""
+            keep = int(p.get("keep_last") or 0)
+            dryrun = bool(p.get("dryrun", False))
+            with s.lock:
+                under = sorted(k for k in s.files if k.startswith(prefix))
+                gone = under[: max(0, len(under) - keep)] if keep else []
+                before = sum(s.files[k].stored_size for k in under)
+                freed = sum(s.files[k].stored_size for k in gone)
+                if not dryrun:
+                    for key in gone:
+                        del s.files[key]
+            return Pruned(
+                url=url,
+                dryrun=dryrun,
+                rule=f"keep the last {keep}" if keep else "keep every version",
+                deleted=[f"{s.root}/{k}" for k in gone],
+                kept=len(under) - len(gone),
+                references_deleted=[],
+                retired=0,
+                reencoded=0,
+                stored_before=before,
+                stored_after=before - freed,
+                freed=freed,
+                notes=[],
+            )
+
         def restore(p: dict[str, Any]) -> Any:
             record("restore", p)
             f = file_of(p)
@@ -284,6 +315,7 @@ class FakeAgent:
             Method.VERIFY: verify,
             Method.RESTORE: restore,
             Method.DELETE: delete,
+            Method.PRUNE: prune,
             Method.PAUSE: simple("pause", Paused(True)),
             Method.RESUME: simple("resume", Paused(False)),
             Method.RESCAN: simple("rescan", {"requested": True}),

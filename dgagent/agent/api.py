@@ -16,6 +16,7 @@ from dgagent.agent import config as config_file
 from dgagent.agent.config import Watch
 from dgagent.agent.status import agent_status
 from dgagent.agent.stored import StoredFiles
+from dgagent.engine.prune import Retention
 from dgagent.errors import ConfigError
 from dgagent.rpc import records
 from dgagent.rpc.protocol import EventType, NotFound
@@ -160,6 +161,16 @@ class AgentApi:
     def restore(self, url: str) -> records.Written:
         """Write a stored file back into the watched folder it came from."""
         return self.stored.restore(url)
+
+    def prune(self, url: str, retention: Retention, *, dryrun: bool) -> records.Pruned:
+        """Prune a stored folder and those under it by ``retention`` (engine/prune.py)."""
+        done = self.stored.prune(url, retention, dryrun=dryrun)
+        if not dryrun:
+            finished = records.PruneFinished(
+                done.url, None, len(done.deleted), len(done.references_deleted), done.freed
+            )
+            self._agent.bus.publish(EventType.PRUNE_FINISHED, finished)
+        return done
 
     def delete(self, url: str) -> records.Deleted:
         return self.stored.delete(

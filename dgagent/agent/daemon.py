@@ -36,6 +36,7 @@ from dgagent.agent.problems import (
     layout_advice,
     prerequisites,
 )
+from dgagent.agent.retention import prune_watch
 from dgagent.agent.targets import abort_orphan_uploads, build_targets
 from dgagent.agent.watcher import Watcher
 from dgagent.agent.workers import Target, Workers
@@ -45,7 +46,7 @@ from dgagent.rpc.events import EventBus
 from dgagent.rpc.jsonrpc import Handler
 from dgagent.rpc.paths import AgentPaths
 from dgagent.rpc.protocol import EventType
-from dgagent.rpc.records import AgentError, AgentStarted, Nothing, WatchNames
+from dgagent.rpc.records import AgentError, AgentStarted, Nothing, PruneFinished, WatchNames
 from dgagent.rpc.server import RpcServer
 from dgagent.settings import EngineSettings, from_env
 from dgagent.version import __version__
@@ -164,6 +165,9 @@ class Agent:
         scheduler.add_job(
             self.check_stores, "interval", seconds=self.config.agent.reconcile_interval
         )
+        scheduler.add_job(
+            self.apply_retention, "interval", seconds=self.config.agent.reconcile_interval
+        )
         scheduler.start()
         self.workers.start()
         self.request_scan(None)
@@ -266,6 +270,26 @@ class Agent:
                     log.error("%s (%s)", problem.problem, problem.fix)
                 self.checked[key] = problem
         self.stores_checked = True
+
+    def apply_retention(self) -> None:
+        """Each watch's retention (retention.py), on the reconcile schedule. A watch that is
+        paused or still has files to store waits for the next round: its newest versions are
+        stored before the oldest are counted out."""
+        paused = self.paused()
+        for name, target in self.targets().items():
+            if target.watch.retention is None or name in paused or self.index.pending(name):
+                continue
+            try:
+                report = prune_watch(target.watch, target.store, target.prefix)
+            except DgError as exc:
+                log.warning("%s: its retention did not run this time: %s", name, exc)
+                continue
+            if report is not None and (report.deleted or report.references):
+                url = f"{target.store.storage.url}/{target.prefix}"
+                done = PruneFinished(
+                    url, name, len(report.deleted), len(report.references), report.freed
+                )
+                self.bus.publish(EventType.PRUNE_FINISHED, done)
 
     def problems(self) -> list[Problem]:
         """Everything the user must act on, each with its fix (problems.py)."""

@@ -211,6 +211,15 @@ class Index:
             rows = db.execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall()
         return {state: n for state, n in rows}
 
+    def pending(self, watch: str) -> int:
+        """Files of ``watch`` still to store (queued or uploading)."""
+        with self._use() as db:
+            row = db.execute(
+                "SELECT COUNT(*) FROM files WHERE watch=? AND state IN ('queued', 'uploading')",
+                (watch,),
+            ).fetchone()
+        return int(row[0])
+
     def retrying(self) -> int:
         """Queued operations waiting out a backoff after a failed attempt."""
         with self._use() as db:

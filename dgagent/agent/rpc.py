@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from dgagent.agent.api import QUEUE_STATES, AgentApi
 from dgagent.agent.config import Watch
+from dgagent.engine.prune import Retention, parse_duration
+from dgagent.errors import ConfigError
 from dgagent.rpc.jsonrpc import Handler
 from dgagent.rpc.protocol import InvalidParams, Method
 
@@ -90,6 +92,22 @@ def handlers(api: AgentApi) -> dict[str, Handler]:
             limit=_int(params, "limit", 1000),
         )
 
+    def prune(params: dict[str, Any]) -> Any:
+        keep_last = params.get("keep_last")
+        if keep_last is not None and (
+            not isinstance(keep_last, int) or isinstance(keep_last, bool) or keep_last < 1
+        ):
+            raise InvalidParams("param 'keep_last' must be an integer of at least 1")
+        older_than = params.get("older_than")
+        if older_than is not None and not isinstance(older_than, str):
+            raise InvalidParams("param 'older_than' must be a duration such as \"90d\"")
+        try:
+            seconds = parse_duration(older_than) if older_than is not None else None
+            retention = Retention(keep_last=keep_last, older_than=seconds)
+        except ConfigError as exc:
+            raise InvalidParams(str(exc)) from exc
+        return api.prune(_str(params, "url"), retention, dryrun=bool(params.get("dryrun", False)))
+
     def download(params: dict[str, Any]) -> Any:
         return api.download(_str(params, "url"), Path(_str(params, "dest")).expanduser())
 
@@ -123,6 +141,7 @@ def handlers(api: AgentApi) -> dict[str, Handler]:
         Method.DOWNLOAD: download,
         Method.RESTORE: url_call(api.restore),
         Method.DELETE: url_call(api.delete),
+        Method.PRUNE: prune,
         Method.SHUTDOWN: shutdown,
         Method.CONFIG_RELOAD: reload,
     }

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dgagent.agent.index import Index
+from dgagent.agent.retention import still_in_folder
 from dgagent.agent.workers import Target
 from dgagent.client import open_store
 from dgagent.engine import keys
 from dgagent.engine.cache import ReferenceCache
 from dgagent.engine.catalog import Listing
+from dgagent.engine.prune import Pruner, PruneReport, Retention
 from dgagent.engine.store import DeltaStore, Entry
 from dgagent.paths import folder_prefix, local_path_for
 from dgagent.rpc import records
@@ -147,6 +149,36 @@ class StoredFiles:
                 warning = "the file still exists in the watched folder and will be stored again"
                 rescan(name)
         return records.Deleted([store.url(k) for k in deleted], warning)
+
+    def prune(self, url: str, retention: Retention, *, dryrun: bool) -> records.Pruned:
+        """Prune the folder ``url`` and every one under it. Under a watched URL, versions whose
+        file is still in the watched folder stay unless the watch says ``prune_present``."""
+        store, key = self.store_for(url)
+        prefix = folder_prefix(key)
+        owner = self.owner(store, prefix)
+        protect = None
+        if owner is not None and not owner.target.watch.prune_present:
+            protect = still_in_folder(owner.target.watch, owner.target.prefix)
+        pruner = Pruner(store, retention, protect=protect)
+        report = pruner.run(prefix, recursive=True, dryrun=dryrun)
+        return pruned_record(f"{store.storage.url}/{prefix}", report, store.url)
+
+
+def pruned_record(url: str, report: PruneReport, name: Callable[[str], str]) -> records.Pruned:
+    return records.Pruned(
+        url=url,
+        dryrun=report.dryrun,
+        rule=report.retention.describe(),
+        deleted=[name(e.key) for e in report.deleted],
+        kept=len(report.kept),
+        references_deleted=[name(r.key) for r in report.references],
+        retired=len(report.retired),
+        reencoded=sum(len(r.files) for r in report.retired),
+        stored_before=report.stored_before,
+        stored_after=report.stored_after,
+        freed=report.freed,
+        notes=list(report.notes),
+    )
 
 
 def _write_out(store: DeltaStore, key: str, dest: Path) -> records.Written:

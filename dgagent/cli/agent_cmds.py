@@ -249,6 +249,9 @@ def run_watch(args: argparse.Namespace, session: Session) -> int:
             flags = (" --delete" if w.delete else "") + "".join(
                 f" --exclude {p}" for p in w.exclude
             )
+            if w.retention is not None:
+                flags += f" ({w.retention.describe()}"
+                flags += ", files still in the folder too)" if w.prune_present else ")"
             print(f"{w.dir} → {w.url}{flags}")
         if not args.json and not current.watches:
             print(f"no folders watched (config: {path})")
@@ -272,7 +275,11 @@ def run_watch(args: argparse.Namespace, session: Session) -> int:
         args.max_ratio,
         args.codec,
         args.reference_policy,
+        keep_last=args.keep_last,
+        older_than=args.older_than,
+        prune_present=args.prune_present,
     )
+    _ = watch.retention  # a bad --keep-last or --older-than is refused before the config changes
     config_file.save(path, config_file.with_watch(current, watch))
     note = "" if folder.is_dir() else f" ({folder} does not exist yet; it is watched once it does)"
     print(f"watching {folder} → {args.url}{note}{_notify_agent()}")
@@ -299,6 +306,9 @@ def _watch_record(w: Watch) -> dict[str, Any]:
         "max_ratio": w.max_ratio,
         "codec": w.codec,
         "reference_policy": w.reference_policy,
+        "keep_last": w.keep_last,
+        "older_than": w.older_than,
+        "prune_present": w.prune_present,
     }
 
 
@@ -369,6 +379,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "read only by dg-agent)",
     )
     add_reference_policy(add)
+    add.add_argument(
+        "--keep-last",
+        type=int,
+        metavar="N",
+        help="retention: the agent deletes stored versions beyond each line's newest N (see "
+        "dg-agent prune)",
+    )
+    add.add_argument(
+        "--older-than",
+        metavar="DURATION",
+        help="retention: and versions older than this (e.g. 180d); with --keep-last, a version "
+        "goes only when neither keeps it",
+    )
+    add.add_argument(
+        "--prune-present",
+        action="store_true",
+        help="let retention delete versions whose file is still in the folder",
+    )
     add.add_argument(
         "--no-check",
         action="store_true",

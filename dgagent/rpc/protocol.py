@@ -66,6 +66,7 @@ class Method(StrEnum):
     DOWNLOAD = "download"
     RESTORE = "restore"
     DELETE = "delete"
+    PRUNE = "prune"
     CONFIG_RELOAD = "config.reload"
     SHUTDOWN = "shutdown"
 
@@ -92,6 +93,7 @@ class EventType(StrEnum):
     FILE_FAILED = "file.failed"
     FILE_DELETED = "file.deleted"
     DELETE_REFUSED = "delete.refused"
+    PRUNE_FINISHED = "prune.finished"
     WATCH_STATE = "watch.state"
     EVENTS_DROPPED = "events.dropped"
     """Not an event of the agent's: the marker a client gets in place of the events it lost."""

@@ -38,6 +38,8 @@ __all__ = [
     "Paused",
     "Problem",
     "Progress",
+    "PruneFinished",
+    "Pruned",
     "QueueItem",
     "QueuePage",
     "Record",
@@ -304,6 +306,25 @@ class Deleted(Record):
 
 
 @dataclass(frozen=True)
+class Pruned(Record):
+    """The answer to ``prune``: the versions deleted (or that would be, with ``dryrun``), the
+    references deleted or retired, and the stored bytes before and after (engine/prune.py)."""
+
+    url: str
+    dryrun: bool
+    rule: str  # the retention in words, e.g. "keep the last 5"
+    deleted: list[str]
+    kept: int
+    references_deleted: list[str]
+    retired: int  # references retired: their files re-encoded against a kept version
+    reencoded: int  # files re-encoded by those retirements
+    stored_before: int
+    stored_after: int
+    freed: int
+    notes: list[str]
+
+
+@dataclass(frozen=True)
 class Paused(Record):
     """The answer to ``pause`` and ``resume``."""
 
@@ -470,6 +491,17 @@ class DeleteRefused(Record):
     reason: str
 
 
+@dataclass(frozen=True)
+class PruneFinished(Record):
+    """``prune.finished``: a prune (a watch's retention, or one a client asked for) is done."""
+
+    url: str
+    watch: str | None  # the watch whose retention ran; None for a prune a client asked for
+    deleted: int
+    references: int
+    freed: int
+
+
 def dropped(first: int, last: int) -> dict[str, Any]:
     """The marker a client gets in place of events ``first..last`` it lost (the event itself,
     not its data: it has no ``seq`` of its own)."""
@@ -493,6 +525,7 @@ EVENT_DATA: dict[EventType, type[Record] | None] = {
     EventType.FILE_FAILED: FileFailed,
     EventType.FILE_DELETED: FileDeleted,
     EventType.DELETE_REFUSED: DeleteRefused,
+    EventType.PRUNE_FINISHED: PruneFinished,
     EventType.WATCH_STATE: None,  # watched folder → its state, a free mapping
     EventType.EVENTS_DROPPED: None,  # not data: see EventsDropped
 }

@@ -22,8 +22,10 @@ from dgagent_tui.screens.modals import ConfirmModal, DownloadModal, TypedConfirm
 if TYPE_CHECKING:
     from dgagent_tui.app import DgApp
 
-DESTRUCTIVE = frozenset({"restore", "delete", "retry", "cancel", "pause"})
-NEEDS_AGENT = frozenset({"download", "restore", "verify", "delete", "retry", "cancel", "pause"})
+DESTRUCTIVE = frozenset({"restore", "delete", "retry", "cancel", "pause", "prune"})
+NEEDS_AGENT = frozenset(
+    {"download", "restore", "verify", "delete", "retry", "cancel", "pause", "prune"}
+)
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input, Static
 
 from dgagent.rpc import Method
-from dgagent.rpc.records import BrowseEntry, Listing, Stores, Summary
+from dgagent.rpc.records import BrowseEntry, Listing, Pruned, Stores, Summary
 from dgagent_tui import format as fmt
 from dgagent_tui.footer import DgFooter
 from dgagent_tui.screens.actions import ItemScreen, Target
 from dgagent_tui.screens.detail import DetailScreen
+from dgagent_tui.screens.modals import PruneModal, TypedConfirmModal
 from dgagent_tui.screens.queue_table import KIND_FLAGS
 from dgagent_tui.widgets import Cell, FilterInput, LinkBar, VimTable
 
@@ -53,6 +54,7 @@ class BrowseScreen(ItemScreen):
         Binding("slash", "filter", "Filter", key_display="/", id="view.filter"),
         Binding("y", "copy", "Copy URI", show=False, id="item.copy"),
         Binding("ctrl+r", "reload", "Reload", show=False, id="browse.reload"),
+        Binding("P", "prune", "Prune", show=False, id="browse.prune"),
     ]
 
     def __init__(self) -> None:
@@ -282,6 +284,57 @@ class BrowseScreen(ItemScreen):
         self._draw()
 
     def deleted(self) -> None:
+        self.action_reload()
+
+    # -- prune ---------------------------------------------------------------------------------
+
+    def action_prune(self) -> None:
+        """Prune the folder on show (and those under it): rule, preview, typed confirmation."""
+        if self.root is None:
+            self.notify(
+                "open a store first: prune works on the folder you are in", severity="warning"
+            )
+            return
+        url = self.url
+
+        def chosen(rule: tuple[int | None, str | None] | None) -> None:
+            if rule is not None:
+                params: dict[str, Any] = {"url": url}
+                if rule[0] is not None:
+                    params["keep_last"] = rule[0]
+                if rule[1] is not None:
+                    params["older_than"] = rule[1]
+                self.dg.run_op(self._preview_prune(params), f"prune preview of {url}")
+
+        self.app.push_screen(PruneModal(url), chosen)
+
+    async def _preview_prune(self, params: dict[str, Any]) -> None:
+        dry = Pruned.from_json(await self.dg.call(Method.PRUNE, {**params, "dryrun": True}))
+        if not dry.deleted and not dry.freed:
+            self.notify(f"nothing to prune here ({dry.rule}): every version stays")
+            return
+        files = len(dry.deleted) + dry.kept
+        body = (
+            f"{dry.url}\n{len(dry.deleted)} of {files} files would be deleted ({dry.rule}); "
+            f"{len(dry.references_deleted)} references deleted, {dry.retired} retired "
+            f"({dry.reencoded} files re-encoded against a kept version).\n"
+            f"Stored {fmt.size(dry.stored_before)} → {fmt.size(dry.stored_after)}: "
+            f"{fmt.size(dry.freed)} back."
+        )
+        name = posixpath.basename(self.prefix.rstrip("/")) or (self.root or "")
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.dg.run_op(self._prune(params, name), f"prune {dry.url}")
+
+        self.app.push_screen(TypedConfirmModal("Prune for good?", body, name), confirmed)
+
+    async def _prune(self, params: dict[str, Any], name: str) -> None:
+        done = Pruned.from_json(await self.dg.call(Method.PRUNE, params))
+        self.notify(
+            f"pruned {name}: {len(done.deleted)} files and {len(done.references_deleted)} "
+            f"references deleted, {fmt.size(done.freed)} back"
+        )
         self.action_reload()
 
     def action_filter(self) -> None:

@@ -1,6 +1,9 @@
-"""Modal dialogs: confirm (Cancel focused), typed confirm, download destination, error, help."""
+"""Modal dialogs: confirm (Cancel focused), typed confirm, prune rule, download destination,
+error, help."""
 
 from __future__ import annotations
+
+import re
 
 from textual import on
 from textual.app import ComposeResult
@@ -93,6 +96,75 @@ class TypedConfirmModal(ModalScreen[bool]):
 
     def action_cancel(self) -> None:
         self.dismiss(False)
+
+
+_DURATION = re.compile(r"\d+(\.\d+)?\s*(s|min|h|d|w|y)")
+
+
+class PruneModal(ModalScreen[tuple[int | None, str | None] | None]):
+    """The retention rule of a prune: keep each line's last N versions and/or those newer than
+    a duration. It only asks; the agent previews what would go before anything does."""
+
+    DEFAULT_CSS = MODAL_CSS.format(name="PruneModal") + "PruneModal #problem { color: $error; }"
+    BINDINGS = [  # noqa: RUF012 (textual reads this class attribute)
+        Binding("escape", "cancel", "Cancel", id="prune.cancel"),
+    ]
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("[b]Prune old versions[/b]")
+            yield Static(
+                f"{self.url}\nIn this folder and those under it, each release line keeps its "
+                "newest versions; the rest are deleted, and references no kept file needs are "
+                "given back. Files still in a watched folder stay. A preview comes first."
+            )
+            yield Label("keep the last N versions of each line (empty: no count rule)")
+            yield Input(value="5", id="keep")
+            yield Label("and the versions newer than (e.g. 90d, 12w, 1y; empty: no age rule)")
+            yield Input(id="newer")
+            yield Static("", id="problem")
+            with Horizontal():
+                yield Button("Cancel", id="cancel", variant="primary")
+                yield Button("Preview", id="preview", variant="warning")
+
+    def on_mount(self) -> None:
+        self.query_one("#keep", Input).focus()
+
+    def _rule(self) -> tuple[int | None, str | None] | None:
+        keep = self.query_one("#keep", Input).value.strip()
+        newer = self.query_one("#newer", Input).value.strip().lower()
+        problem = ""
+        if keep and (not keep.isdigit() or int(keep) < 1):
+            problem = "the count must be a whole number of at least 1"
+        elif newer and not _DURATION.fullmatch(newer):
+            problem = "the age must be a number and a unit: s, min, h, d, w or y (e.g. 90d)"
+        elif not keep and not newer:
+            problem = "give a count, an age, or both"
+        self.query_one("#problem", Static).update(problem)
+        return None if problem else (int(keep) if keep else None, newer or None)
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self._preview()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "preview":
+            self._preview()
+        else:
+            self.dismiss(None)
+
+    def _preview(self) -> None:
+        rule = self._rule()
+        if rule is not None:
+            self.dismiss(rule)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
 
 
 class DownloadModal(ModalScreen[str | None]):

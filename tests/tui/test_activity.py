@@ -71,3 +71,12 @@ def test_event_values_are_formatted_for_people() -> None:
     assert fmt.event_text(started) == "agent started (pid 7), watching /a, /b"
     unknown = {"type": "thing.new", "data": {"names": ["x", "y"], "empty": [], "none": None}}
     assert fmt.event_text(unknown) == "thing.new  names x, y"
+    pruned = {
+        "type": "prune.finished",
+        "data": {"url": "s3://b/app/", "watch": "/out", "deleted": 25, "references": 3}
+        | {"freed": 7e6},
+    }
+    assert fmt.event_text(pruned) == (
+        "pruned    s3://b/app/ (retention of /out): 25 versions and 3 references deleted, "
+        f"{fmt.size(7e6)} back"
+    )

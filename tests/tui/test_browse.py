@@ -11,7 +11,13 @@ from textual.widgets import Button, Input, Static
 
 from dgagent_tui.app import DgApp
 from dgagent_tui.screens.browse import PAGE, BrowseScreen
-from dgagent_tui.screens.modals import ConfirmModal, DownloadModal, ErrorModal, TypedConfirmModal
+from dgagent_tui.screens.modals import (
+    ConfirmModal,
+    DownloadModal,
+    ErrorModal,
+    PruneModal,
+    TypedConfirmModal,
+)
 from dgagent_tui.testing import FakeAgent, FakeFile
 from dgagent_tui.widgets import VimTable
 from tests.tui.conftest import make_app, settle, wait_for
@@ -201,3 +207,56 @@ async def test_the_codec_of_an_archive_delta_is_shown(fake_agent: FakeAgent) -> 
         await settle(pilot)
         facts = str(app.screen.query_one("#facts", Static).render())
         assert "codec" in facts and "archive-v1" in facts
+
+
+async def test_prune_asks_the_rule_previews_then_needs_the_folder_name(
+    fake_agent: FakeAgent,
+) -> None:
+    app = make_app(fake_agent.socket_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_app_folder(pilot, app)
+        before = sorted(k for k in fake_agent.state.files if k.startswith("app/"))
+        await pilot.press("P")
+        await settle(pilot)
+        modal = app.screen
+        assert isinstance(modal, PruneModal)
+        keep = modal.query_one("#keep", Input)
+        keep.value = "0"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "at least 1" in str(modal.query_one("#problem", Static).render())
+        keep.value = "2"
+        modal.query_one("#newer", Input).value = "soon"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "e.g. 90d" in str(modal.query_one("#problem", Static).render())
+        modal.query_one("#newer", Input).value = ""
+        await pilot.press("enter")
+        await settle(pilot)
+
+        confirm = app.screen
+        assert isinstance(confirm, TypedConfirmModal)
+        preview = {"url": "s3://releases/app/", "keep_last": 2, "dryrun": True}
+        assert fake_agent.called("prune") == [preview]
+        body = " ".join(str(w.render()) for w in confirm.query(Static))
+        assert f"{len(before) - 2} of {len(before)} files would be deleted" in body
+        assert sorted(k for k in fake_agent.state.files if k.startswith("app/")) == before
+        assert confirm.query_one("#yes", Button).disabled
+        confirm.query_one(Input).focus()
+        await pilot.press(*"app")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert fake_agent.called("prune")[-1] == {"url": "s3://releases/app/", "keep_last": 2}
+        assert sorted(k for k in fake_agent.state.files if k.startswith("app/")) == before[-2:]
+        table = screen.query_one(VimTable)
+        await wait_for(pilot, lambda: table.row_count == 3, "the listing after the prune")
+
+
+async def test_prune_in_read_only_mode_does_nothing(fake_agent: FakeAgent) -> None:
+    app = make_app(fake_agent.socket_path, read_only=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_app_folder(pilot, app)
+        await pilot.press("P")
+        await settle(pilot)
+        assert not isinstance(app.screen, PruneModal)
+        assert fake_agent.called("prune") == []

@@ -42,6 +42,8 @@ def conversation(client: AgentClient, root: str, folder: str, file: str) -> dict
     got[Method.BROWSE_LIST] = strict(r.Listing, client.call(Method.BROWSE_LIST, {"url": folder}))
     got[Method.VERIFY] = strict(r.Verified, client.call(Method.VERIFY, {"url": file}))
     got[Method.RETRY] = strict(r.Retried, client.call(Method.RETRY))
+    prune = {"url": folder, "keep_last": 1, "dryrun": True}
+    got[Method.PRUNE] = strict(r.Pruned, client.call(Method.PRUNE, prune))
     got[Method.DELETE] = strict(r.Deleted, client.call(Method.DELETE, {"url": file}))
     got["hello"] = strict(r.Hello, client.call(Method.HELLO, {"protocol": 1}))
     return got
