@@ -482,7 +482,8 @@ class DeltaStore(Catalog):
             path = work / "archive.delta"
             known = expanded if base.created else None  # the new reference, expanded already
             with self.expanded.open(base.path, base.sha256, work, known) as ref:
-                if self.expanded.encode_checked(ref, expanded, path, work, sha):
+                pair = (base.path, ref), (source, expanded)
+                if self.expanded.encode_checked(*pair, path, work, sha):
                     found.append((path.stat().st_size, path, archive.CODEC))
         elif expanded is not None:
             self.expanded.remember(base.sha256, expanded)
@@ -953,10 +954,11 @@ class DeltaStore(Catalog):
                 f"{self.url(obj.key)} lacks a valid dg-ref-sha256 or dg-file-sha256, so its "
                 "rebuild cannot be checked; it was not read"
             )
-        if meta.codec not in (None, archive.CODEC):
+        if meta.codec not in (None, *archive.CODECS):
             raise CodecError(
                 f"{self.url(obj.key)} was made with codec {meta.codec!r}, which this dg-agent "
-                f"does not know (it reads {archive.CODEC}): upgrade dg-agent to read it"
+                f"does not know (it reads {', '.join(archive.CODECS)}): upgrade dg-agent to "
+                "read it"
             )
         with self._workdir() as work:
             delta_path = work / "in.delta"
@@ -966,8 +968,10 @@ class DeltaStore(Catalog):
                 ref_key, meta.ref_sha256, work, fresh=fresh, elsewhere=tuple(elsewhere)
             ) as ref:
                 try:
-                    if meta.codec == archive.CODEC:
-                        self.expanded.rebuild(ref.path, ref.sha256, delta_path, out, work)
+                    if meta.codec in archive.CODECS:
+                        self.expanded.rebuild(
+                            ref.path, ref.sha256, delta_path, out, work, codec=meta.codec
+                        )
                     else:
                         self.codec.rebuild(ref.path, delta_path, out)
                 except CodecError as exc:

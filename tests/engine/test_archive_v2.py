@@ -1,0 +1,185 @@
+"""archive-v2: HDiffPatch parts for native members, unchanged members copied, v1 still read."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import shutil
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from dgagent.client import open_store
+from dgagent.engine import archive, archive_hdiff, archive_v2
+from dgagent.engine.codec import Xdelta3
+from dgagent.engine.metadata import CODEC_KEY
+from dgagent.engine.store import DeltaStore
+from dgagent.errors import IntegrityError
+from dgagent.settings import EngineSettings
+from dgagent.storage import LocalStorage
+
+DATA = Path(__file__).parent / "data"
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def machine_code(seed: int, size: int, version: int) -> bytes:
+    """ELF-like code: short instructions and rel32 calls across the whole member. Each version
+    inserts a little code early on, so every call spanning it changes, as after a relink."""
+    rng = random.Random(seed)
+    insns: list[tuple[bytes, int | None]] = []
+    pos = 0
+    while pos < size:
+        if rng.random() < 0.3:
+            insns.append((b"\xe8", rng.randrange(size)))
+            pos += 5
+        else:
+            n = rng.choice((1, 2, 3, 4))
+            insns.append((rng.randbytes(n), None))
+            pos += n
+    for v in range(1, version + 1):
+        at = len(insns) * v // 7
+        insns[at:at] = [(bytes([0x90 + v] * 3), None)] * 5
+    out = bytearray(b"\x7fELF\x02\x01\x01" + bytes(9))
+    starts, at = [], len(out)
+    for op, target in insns:
+        starts.append(at)
+        at += len(op) + (4 if target is not None else 0)
+    for (op, target), start in zip(insns, starts, strict=True):
+        out += op
+        if target is not None:
+            goal = starts[min(target * len(starts) // size, len(starts) - 1)]
+            out += struct.pack("<i", goal - (start + 5))
+    return bytes(out)
+
+
+def native_wheel(path: Path, version: int, *, so_size: int = 200_000) -> Path:
+    """A wheel with a changing extension module and unchanged Python and data members."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        stamp = (2024, 1, 1, 0, 0, 0)
+        for i in range(5):
+            text = f"def f{i}():\n    return {i}\n".encode() * 400
+            z.writestr(zipfile.ZipInfo(f"pkg/mod{i}.py", stamp), text, zipfile.ZIP_DEFLATED)
+        so = machine_code(7, so_size, version)
+        z.writestr(zipfile.ZipInfo("pkg/_native.cpython-311-x86_64-linux-gnu.so", stamp), so, 8)
+        meta = f"Name: pkg\nVersion: 1.{version}\n".encode()
+        z.writestr(zipfile.ZipInfo("pkg-1.0.dist-info/METADATA", stamp), meta, 8)
+    return path
+
+
+def expanded(path: Path, work: Path) -> Path:
+    out = work / f"{path.name}.expanded"
+    with out.open("wb") as f:
+        archive.expand_for_delta(path, f)
+    return out
+
+
+def parts_of(delta: Path) -> list[bytes]:
+    """The differ of each part of an archive-v2 delta."""
+    data = delta.read_bytes()
+    assert data.startswith(archive_v2.DELTA_MAGIC)
+    at = len(archive_v2.DELTA_MAGIC)
+    (count,) = struct.unpack_from("<I", data, at)
+    return [struct.unpack_from("<cQQQ", data, at + 4 + 25 * i)[0] for i in range(count)]
+
+
+def encode_and_decode(ref: Path, target: Path, work: Path) -> tuple[archive_v2.Made, Path]:
+    codec = Xdelta3()
+    sides = (ref, expanded(ref, work)), (target, expanded(target, work))
+    delta = work / "v2.delta"
+    made = archive_v2.encode(codec, *sides, delta, work)
+    out = work / "rebuilt"
+    archive_v2.decode(codec, sides[0], delta, out, work)
+    assert out.read_bytes() == target.read_bytes()
+    return made, delta
+
+
+def test_native_member_gets_an_hdiffpatch_part_and_unchanged_members_are_copied(
+    tmp_path: Path,
+) -> None:
+    ref = native_wheel(tmp_path / "pkg-1.0.whl", 0)
+    target = native_wheel(tmp_path / "pkg-1.1.whl", 1)
+    made, delta = encode_and_decode(ref, target, tmp_path)
+    assert (made.hdiff, made.unchanged) == (1, 5)  # METADATA changed and is small: inline
+    assert parts_of(delta) == [archive_v2.XDELTA3, archive_v2.HDIFFPATCH]
+
+
+def test_hdiffpatch_beats_xdelta3_on_shifted_code_and_large_members_stay_with_xdelta3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = native_wheel(tmp_path / "pkg-1.0.whl", 0)
+    target = native_wheel(tmp_path / "pkg-1.1.whl", 1)
+    (tmp_path / "a").mkdir()
+    _, with_hdiff = encode_and_decode(ref, target, tmp_path / "a")
+    # Above the memory bound the member stays in the xdelta3 part, and still rebuilds.
+    monkeypatch.setattr(archive_hdiff, "MAX_MEMBER", 100_000)
+    (tmp_path / "b").mkdir()
+    made, xdelta_only = encode_and_decode(ref, target, tmp_path / "b")
+    assert made.hdiff == 0 and parts_of(xdelta_only) == [archive_v2.XDELTA3]
+    assert with_hdiff.stat().st_size * 2 < xdelta_only.stat().st_size
+
+
+def test_damaged_hdiffpatch_part_is_refused(tmp_path: Path) -> None:
+    ref = native_wheel(tmp_path / "pkg-1.0.whl", 0)
+    target = native_wheel(tmp_path / "pkg-1.1.whl", 1)
+    _, delta = encode_and_decode(ref, target, tmp_path)
+    data = bytearray(delta.read_bytes())
+    data[-40] ^= 0xFF  # inside the last part, the HDiffPatch one
+    delta.write_bytes(bytes(data))
+    sides = (ref, expanded(ref, tmp_path))
+    with pytest.raises(IntegrityError):
+        archive_v2.decode(Xdelta3(), sides, delta, tmp_path / "o", tmp_path)
+    delta.write_bytes(bytes(data[:30]))
+    with pytest.raises(IntegrityError, match="truncated"):
+        archive_v2.decode(Xdelta3(), sides, delta, tmp_path / "o", tmp_path)
+
+
+def test_store_writes_v2_and_reads_it_back_with_a_cold_cache(
+    store: DeltaStore, tmp_path: Path
+) -> None:
+    ours = DeltaStore(
+        store.storage,
+        settings=EngineSettings(cache_dir=store.settings.cache_dir, codec="archive"),
+        cache=store.cache,
+    )
+    files = [native_wheel(tmp_path / f"pkg-1.{v}-py3-none-any.whl", v) for v in range(3)]
+    results = [ours.put(f, f"rel/{f.name}") for f in files]
+    assert [r.codec for r in results] == ["compat", archive.CODEC, archive.CODEC]
+    head = ours.storage.head(f"rel/{files[2].name}.delta")
+    assert head is not None and head.metadata is not None
+    assert head.metadata[CODEC_KEY] == "archive-v2"
+    cold = DeltaStore(
+        store.storage, settings=EngineSettings(cache_dir=tmp_path / "cold" / "references")
+    )
+    for f in files:
+        out = tmp_path / "out.whl"
+        assert cold.get(f"rel/{f.name}", out).sha256 == sha(f)
+        assert out.read_bytes() == f.read_bytes()
+
+
+def test_an_archive_v1_store_written_before_v2_still_reads(tmp_path: Path) -> None:
+    """tests/engine/data/archive-v1-store was written by dg-agent before archive-v2 (the script
+    beside it, run at commit 5556eb7): a compat reference and an archive-v1 delta."""
+    root = tmp_path / "store"
+    shutil.copytree(DATA / "archive-v1-store", root)
+    settings = EngineSettings(cache_dir=tmp_path / "cache" / "references")
+    reader = open_store(LocalStorage(root), settings=settings)
+    head = reader.storage.head("rel/pkg-1.1-py3-none-any.whl.delta")
+    assert head is not None and head.metadata is not None
+    assert head.metadata[CODEC_KEY] == archive.CODEC_V1
+    out = tmp_path / "out.whl"
+    got = reader.get("rel/pkg-1.1-py3-none-any.whl", out)
+    assert (
+        got.sha256
+        == sha(out)
+        == ("c5dc21b235a5e3834febaa050b3e8c4db929987a9dce539025a6734a0aa7630f")
+    )
+    with zipfile.ZipFile(out) as z:
+        assert z.testzip() is None
+        assert z.read("pkg/mod3.py").startswith(b"# v1\n")
+    # and twice, from the expanded reference it cached the first time
+    assert reader.get("rel/pkg-1.1-py3-none-any.whl", out).sha256 == got.sha256
