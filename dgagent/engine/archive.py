@@ -38,7 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from dgagent.engine.archive_deflate import CHUNK, RECORD, Params, read_stream, write_stream
+from dgagent.engine.archive_deflate import (
+    CHUNK,
+    RECORD,
+    Choices,
+    Params,
+    read_stream,
+    write_stream,
+)
 from dgagent.engine.archive_zip import deflated_members
 from dgagent.errors import IntegrityError
 
@@ -129,7 +136,13 @@ def sniff(path: Path) -> str | None:
     return None
 
 
-def expand(source: Path, out: BinaryIO, *, verify: bool = True) -> Expansion:
+_CHOICES = Choices()
+"""Shared by every ``expand_for_delta`` of this process (see ``Choices``)."""
+
+
+def expand(
+    source: Path, out: BinaryIO, *, verify: bool = True, memo: Choices | None = None
+) -> Expansion:
     """Write the expanded form of ``source`` into ``out`` (a seekable file open for writing).
 
     Never fails on a damaged archive: what cannot be parsed or reproduced stays verbatim. With
@@ -153,7 +166,9 @@ def expand(source: Path, out: BinaryIO, *, verify: bool = True) -> Expansion:
             if start < pos or (length is not None and start + length > size):
                 continue  # overlapping or past the end: a lying directory; leave it verbatim
             _copy_verbatim(src, out, pos, start)
-            done = write_stream(src, out, start, length=length, crc=crc, last=params, verify=verify)
+            done = write_stream(
+                src, out, start, length=length, crc=crc, last=params, verify=verify, memo=memo
+            )
             if done is None:
                 result.verbatim += 1
                 pos = start
@@ -220,7 +235,7 @@ def expand_for_delta(source: Path, out: BinaryIO) -> Expansion:
     of the archive-v1 format and cannot change without a new codec version. A target member that
     would not recompress exactly is caught by the decode check before upload.
     """
-    return expand(source, out, verify=False)
+    return expand(source, out, verify=False, memo=_CHOICES)
 
 
 def records(expanded: BinaryIO) -> Iterator[Record]:

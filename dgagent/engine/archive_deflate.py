@@ -7,6 +7,7 @@ the CRC-32 and length on the way. Everything streams in ``CHUNK`` pieces.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ __all__ = [
     "PROBE",
     "PROBE_PLAIN",
     "RECORD",
+    "Choices",
     "Params",
     "read_stream",
     "write_stream",
@@ -30,6 +32,8 @@ PROBE = 256 * 1024
 """Deflated bytes read to choose the parameters (a member this small is settled at once)."""
 PROBE_PLAIN = 1024 * 1024
 """At most this much plain data is recompressed per candidate while probing."""
+EARLY = 64 * 1024
+"""Plain bytes recompressed per candidate before the rest of the probe (see ``_probe``)."""
 RECORD = struct.Struct("<cBBBBIQQ")
 """b"D", level, memLevel, strategy, window bits, CRC-32, deflated size, plain size."""
 
@@ -60,6 +64,55 @@ CANDIDATES = tuple(
 )
 
 
+class Choices:
+    """What ``write_stream`` chose for deflate streams, by their bytes, CRC-32 and the previous
+    stream's parameters (all that its choice depends on), so a rerun needs no probing.
+
+    Successive versions of a wheel share most members, and the reference was expanded just
+    before: this is the cache of expanded references at the level of one member. Bounded: it is
+    emptied when full."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self.seen: dict[tuple[bytes, int | None, Params | None], Params | None] = {}
+
+    def note(self, key: tuple[bytes, int | None, Params | None], params: Params | None) -> None:
+        if len(self.seen) >= self.limit:
+            self.seen.clear()
+        self.seen[key] = params
+
+
+def _digest(src: BinaryIO, start: int, length: int) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    src.seek(start)
+    left = length
+    while left > 0:
+        data = src.read(min(CHUNK, left))
+        if not data:
+            break
+        h.update(data)
+        left -= len(data)
+    return h.digest()
+
+
+def _replay(
+    src: BinaryIO, out: BinaryIO, start: int, length: int, *, crc: int | None, params: Params
+) -> tuple[int, Params, int] | None:
+    """Write the stream as a D record with ``params``, known to reproduce these very bytes."""
+    mark = out.tell()
+    done = _stream(src, out, start, length=length, check=[])
+    if done is None or (crc is not None and crc != done[2]):
+        out.seek(mark)
+        out.truncate()
+        return None
+    used, plain_size, running, _ = done
+    end = out.tell()
+    out.seek(mark)
+    out.write(params.header(running, used, plain_size))
+    out.seek(end)
+    return used, params, plain_size
+
+
 def write_stream(
     src: BinaryIO,
     out: BinaryIO,
@@ -69,13 +122,39 @@ def write_stream(
     crc: int | None,
     last: Params | None,
     verify: bool,
+    memo: Choices | None = None,
 ) -> tuple[int, Params, int] | None:
     """Write the deflate stream at ``start`` as a D record if some candidate reproduces it.
 
     ``length`` is the stored size when known (zip), else the stream's end decides (gzip); ``crc``
     the CRC-32 its plain bytes must have, when known. Returns (deflated bytes, params, plain
-    bytes), or None with ``out`` left unchanged.
+    bytes), or None with ``out`` left unchanged. ``memo`` makes a rerun on the same bytes (and
+    the same ``last``) cost one inflate: its choice is replayed, the same as choosing again.
     """
+    key = None
+    if memo is not None and length is not None and not verify:
+        key = (_digest(src, start, length), crc, last)
+        if key in memo.seen:
+            known = memo.seen[key]
+            if known is None:
+                return None
+            return _replay(src, out, start, length, crc=crc, params=known)
+    done = _choose(src, out, start, length=length, crc=crc, last=last, verify=verify)
+    if key is not None and memo is not None:
+        memo.note(key, None if done is None else done[1])
+    return done
+
+
+def _choose(
+    src: BinaryIO,
+    out: BinaryIO,
+    start: int,
+    *,
+    length: int | None,
+    crc: int | None,
+    last: Params | None,
+    verify: bool,
+) -> tuple[int, Params, int] | None:
     candidates, plain, used = _probe(src, start, length, last, first=not verify)
     if plain is not None:
         running = zlib.crc32(plain)
@@ -132,7 +211,14 @@ def _probe(
     found: list[Params] = []
     for params in ([last] if last else []) + [p for p in CANDIDATES if p != last]:
         c = params.compressor()
-        got = c.compress(plain)  # any prefix of the input gives a prefix of the output
+        # Any prefix of the input gives a prefix of the output, so a candidate is out as soon
+        # as its output differs: fed EARLY bytes at a time, most are ruled out on the first
+        # block zlib emits instead of on the whole probe.
+        got = b""
+        for at in range(0, len(plain), EARLY):
+            got += c.compress(plain[at : at + EARLY])
+            if not head.startswith(got):
+                break
         if whole:
             if got + c.flush() == head[:used]:
                 return [params], plain, used

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import random
 import shutil
 import struct
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dgagent.client import open_store
-from dgagent.engine import archive, archive_hdiff, archive_v2
+from dgagent.engine import archive, archive_deflate, archive_hdiff, archive_v2
 from dgagent.engine.codec import Xdelta3
 from dgagent.engine.metadata import CODEC_KEY
 from dgagent.engine.store import DeltaStore
@@ -183,3 +184,19 @@ def test_an_archive_v1_store_written_before_v2_still_reads(tmp_path: Path) -> No
         assert z.read("pkg/mod3.py").startswith(b"# v1\n")
     # and twice, from the expanded reference it cached the first time
     assert reader.get("rel/pkg-1.1-py3-none-any.whl", out).sha256 == got.sha256
+
+
+def test_remembered_choices_give_the_same_expansion(tmp_path: Path) -> None:
+    """The reference's expanded form must come out the same on every machine and run: replaying
+    remembered zlib choices (and ruling candidates out early) changes nothing in it."""
+    memo = archive_deflate.Choices()
+    for v in range(3):
+        path = native_wheel(tmp_path / f"pkg-1.{v}.whl", v)
+        fresh, replayed = io.BytesIO(), io.BytesIO()
+        archive.expand(path, fresh, verify=False)
+        archive.expand(path, replayed, verify=False, memo=memo)
+        assert replayed.getvalue() == fresh.getvalue()
+        full = io.BytesIO()
+        archive.expand(path, full, verify=True)
+        assert full.getvalue() == fresh.getvalue()
+    assert len(memo.seen) >= 8  # 7 members, the changing ones once per version
