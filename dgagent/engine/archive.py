@@ -46,6 +46,7 @@ from dgagent.engine.archive_deflate import (
     read_stream,
     write_stream,
 )
+from dgagent.engine.archive_recompress import Recompressor
 from dgagent.engine.archive_zip import deflated_members
 from dgagent.errors import IntegrityError
 
@@ -281,6 +282,15 @@ def rebuild(expanded: BinaryIO, out: BinaryIO, sources: Sources | None = None) -
     magic = expanded.read(len(MAGIC))
     if magic != MAGIC and (magic != PLAN_MAGIC or sources is None):
         raise IntegrityError("not an expanded archive (bad magic): the delta does not fit")
+    with Recompressor(out) as background:
+        total = _walk(expanded, out, sources, background)
+        background.finish()
+    return total
+
+
+def _walk(
+    expanded: BinaryIO, out: BinaryIO, sources: Sources | None, background: Recompressor
+) -> int:
     total = 0
     while True:
         tag = expanded.read(1)
@@ -289,7 +299,12 @@ def rebuild(expanded: BinaryIO, out: BinaryIO, sources: Sources | None = None) -
             _copy(expanded, out, n)
             total += n
         elif tag == b"D":
-            total += read_stream(expanded, out, tag + _read_exact(expanded, RECORD.size - 1))
+            header = tag + _read_exact(expanded, RECORD.size - 1)
+            plain_size = RECORD.unpack(header)[7]
+            if background.wants(plain_size):
+                total += background.add(header, _read_exact(expanded, plain_size))
+            else:
+                total += read_stream(expanded, out, header)
         elif tag == b"R" and sources is not None:
             _, offset, n = _REFERENCE.unpack(tag + _read_exact(expanded, _REFERENCE.size - 1))
             sources.copy_reference(offset, n, out)
@@ -298,7 +313,10 @@ def rebuild(expanded: BinaryIO, out: BinaryIO, sources: Sources | None = None) -
             header = b"D" + _read_exact(expanded, RECORD.size - 1)
             (part,) = _PART.unpack(_read_exact(expanded, _PART.size))
             plain = sources.member(part, RECORD.unpack(header)[7])
-            total += read_stream(io.BytesIO(plain), out, header)
+            if background.wants(len(plain)):
+                total += background.add(header, plain)
+            else:
+                total += read_stream(io.BytesIO(plain), out, header)
         elif tag == b"E":
             (size,) = struct.unpack("<Q", _read_exact(expanded, 8))
             if size != total or expanded.read(1):

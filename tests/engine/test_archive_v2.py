@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from dgagent.client import open_store
-from dgagent.engine import archive, archive_deflate, archive_hdiff, archive_v2
+from dgagent.engine import (
+    archive,
+    archive_deflate,
+    archive_hdiff,
+    archive_recompress,
+    archive_v2,
+)
 from dgagent.engine.codec import Xdelta3
 from dgagent.engine.metadata import CODEC_KEY
 from dgagent.engine.store import DeltaStore
@@ -200,3 +206,27 @@ def test_remembered_choices_give_the_same_expansion(tmp_path: Path) -> None:
         archive.expand(path, full, verify=True)
         assert full.getvalue() == fresh.getvalue()
     assert len(memo.seen) >= 8  # 7 members, the changing ones once per version
+
+
+def test_large_members_recompressed_in_the_background_land_in_place(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    path = tmp_path / "big.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for i in range(5):  # large and small members interleaved, at two levels
+            words = [f"w{rng.randrange(9000)}".encode() for _ in range(500)]
+            big = b" ".join(rng.choice(words) for _ in range(150_000 + 40_000 * i))
+            assert len(big) >= archive_recompress.MIN_PLAIN
+            z.writestr(f"big{i}.txt", big, compresslevel=9 if i % 2 else 6)
+            z.writestr(f"small{i}.txt", f"small {i}\n".encode() * 50)
+    exp = expanded(path, tmp_path)
+    out = io.BytesIO()
+    with exp.open("rb") as src:
+        assert archive.rebuild(src, out) == path.stat().st_size
+    assert out.getvalue() == path.read_bytes()
+    # A wrong CRC-32 in a member handed to a worker thread still fails the rebuild.
+    data = bytearray(exp.read_bytes())
+    with exp.open("rb") as src:
+        first = next(r for r in archive.records(src) if r.tag == b"D")
+    data[first.at - archive_deflate.RECORD.size + 5] ^= 0xFF  # big0's CRC-32
+    with pytest.raises(IntegrityError, match="CRC-32"):
+        archive.rebuild(io.BytesIO(bytes(data)), io.BytesIO())
