@@ -67,7 +67,9 @@ SETTLE_ROUNDS = 4
 """Rounds of deleting a name's other form before both forms are left in place (see
 ``_settle_name``); a round only repeats when another writer deleted ours meanwhile."""
 CHEAP_COMPAT_BYTES = 32 * 1024**2
-"""Under the archive codec, files up to this size also get a compat delta to compare with."""
+"""Under the archive codec, files up to this size also get a compat delta to compare with..."""
+ARCHIVE_CLEAR_WIN = 0.05
+"""...unless the archive delta is at most this share of the file: compat could save no more."""
 
 
 class DeltaStore(Catalog):
@@ -470,8 +472,9 @@ class DeltaStore(Catalog):
         whether an encode was stopped for passing ``limit`` bytes (then that delta is missing).
 
         Compat is not tried against gzip-like references (DeltaGlider could not read it), and,
-        when an archive delta exists, only for files up to CHEAP_COMPAT_BYTES or when the archive
-        delta is above the limit: for large wheels it is the expansion that pays.
+        when an archive delta exists, only for files up to CHEAP_COMPAT_BYTES whose archive delta
+        is above ARCHIVE_CLEAR_WIN of the file, or when the archive delta is above the limit: for
+        large wheels it is the expansion that pays.
         """
         over = False
         found: list[tuple[int, Path, str]] = []
@@ -488,7 +491,13 @@ class DeltaStore(Catalog):
         elif expanded is not None:
             self.expanded.remember(base.sha256, expanded)
         size = source.stat().st_size
-        wanted = not found or size <= CHEAP_COMPAT_BYTES or limit is None or found[0][0] > limit
+        archived = found[0][0] if found else None
+        wanted = (
+            archived is None
+            or limit is None
+            or archived > limit
+            or (size <= CHEAP_COMPAT_BYTES and archived > ARCHIVE_CLEAR_WIN * size)
+        )
         if not compressed_ref and wanted:
             path = work / "out.delta"
             stop = None if limit is None else int(limit)
