@@ -51,6 +51,7 @@ from dgagent.engine.archive_zip import deflated_members
 from dgagent.errors import IntegrityError
 
 __all__ = [
+    "CHOICES",
     "CODEC",
     "CODECS",
     "CODEC_V1",
@@ -137,7 +138,7 @@ def sniff(path: Path) -> str | None:
     return None
 
 
-_CHOICES = Choices()
+CHOICES = Choices()
 """Shared by every ``expand_for_delta`` of this process (see ``Choices``)."""
 
 
@@ -236,7 +237,7 @@ def expand_for_delta(source: Path, out: BinaryIO) -> Expansion:
     of the archive-v1 format and cannot change without a new codec version. A target member that
     would not recompress exactly is caught by the decode check before upload.
     """
-    return expand(source, out, verify=False, memo=_CHOICES)
+    return expand(source, out, verify=False, memo=CHOICES)
 
 
 def records(expanded: BinaryIO) -> Iterator[Record]:
