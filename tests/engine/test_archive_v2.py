@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import random
 import shutil
 import struct
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dgagent.cli.main import main
 from dgagent.client import open_store
 from dgagent.engine import (
     archive,
@@ -230,3 +232,38 @@ def test_large_members_recompressed_in_the_background_land_in_place(tmp_path: Pa
     data[first.at - archive_deflate.RECORD.size + 5] ^= 0xFF  # big0's CRC-32
     with pytest.raises(IntegrityError, match="CRC-32"):
         archive.rebuild(io.BytesIO(bytes(data)), io.BytesIO())
+
+
+def test_migrate_reads_v1_and_writes_v2_and_ls_stats_show_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(DATA / "archive-v1-store", src)
+    wheels = [native_wheel(tmp_path / f"nat-1.{v}-cp311-linux_x86_64.whl", v) for v in range(2)]
+
+    def run(*argv: str) -> str:
+        capsys.readouterr()
+        assert main(list(argv)) == 0
+        return capsys.readouterr().out
+
+    for w in wheels:
+        run("cp", "-q", "--codec", "archive", str(w), f"file://{src}/nat/")
+    listing = run("ls", "-r", f"file://{src}/")
+    assert "[archive-v1]" in listing and "[archive-v2]" in listing
+    assert json.loads(run("stats", "--json", f"file://{src}/"))["total"]["archive_files"] == 2
+
+    monkeypatch.setenv("DG_CODEC", "archive")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    run("migrate", "-q", "--yes", "--no-preserve-prefix", f"file://{src}/", f"file://{dst}/")
+    rows = json.loads(run("ls", "--json", "-r", f"file://{dst}/"))["files"]
+    codecs = {Path(f["key"]).name: f["codec"] for f in rows}
+    assert codecs["pkg-1.1-py3-none-any.whl"] in ("compat", archive.CODEC)
+    assert codecs[wheels[1].name] == archive.CODEC
+    back = tmp_path / "back"
+    run("cp", "-q", "-r", f"file://{dst}/nat/", f"{back}/")
+    assert all((back / w.name).read_bytes() == w.read_bytes() for w in wheels)
+    run("cp", "-q", f"file://{dst}/rel/pkg-1.1-py3-none-any.whl", f"{back}/")
+    assert sha(back / "pkg-1.1-py3-none-any.whl") == (
+        "c5dc21b235a5e3834febaa050b3e8c4db929987a9dce539025a6734a0aa7630f"
+    )
