@@ -168,9 +168,12 @@ def expand(
             if start < pos or (length is not None and start + length > size):
                 continue  # overlapping or past the end: a lying directory; leave it verbatim
             _copy_verbatim(src, out, pos, start)
-            done = write_stream(
-                src, out, start, length=length, crc=crc, last=params, verify=verify, memo=memo
-            )
+            if memo is not None and length is not None and not verify:
+                done = memo.write(src, out, start, length=length, crc=crc, last=params)
+            else:
+                done = write_stream(
+                    src, out, start, length=length, crc=crc, last=params, verify=verify
+                )
             if done is None:
                 result.verbatim += 1
                 pos = start

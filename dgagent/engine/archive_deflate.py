@@ -76,10 +76,28 @@ class Choices:
         self.limit = limit
         self.seen: dict[tuple[bytes, int | None, Params | None], Params | None] = {}
 
-    def note(self, key: tuple[bytes, int | None, Params | None], params: Params | None) -> None:
+    def write(
+        self,
+        src: BinaryIO,
+        out: BinaryIO,
+        start: int,
+        *,
+        length: int,
+        crc: int | None,
+        last: Params | None,
+    ) -> tuple[int, Params, int] | None:
+        """``write_stream`` without ``verify``, replaying the choice made before on these bytes."""
+        key = (_digest(src, start, length), crc, last)
+        if key in self.seen:
+            known = self.seen[key]
+            if known is None:
+                return None
+            return _replay(src, out, start, length, crc=crc, params=known)
+        done = write_stream(src, out, start, length=length, crc=crc, last=last, verify=False)
         if len(self.seen) >= self.limit:
             self.seen.clear()
-        self.seen[key] = params
+        self.seen[key] = None if done is None else done[1]
+        return done
 
 
 def _digest(src: BinaryIO, start: int, length: int) -> bytes:
@@ -122,39 +140,13 @@ def write_stream(
     crc: int | None,
     last: Params | None,
     verify: bool,
-    memo: Choices | None = None,
 ) -> tuple[int, Params, int] | None:
     """Write the deflate stream at ``start`` as a D record if some candidate reproduces it.
 
     ``length`` is the stored size when known (zip), else the stream's end decides (gzip); ``crc``
     the CRC-32 its plain bytes must have, when known. Returns (deflated bytes, params, plain
-    bytes), or None with ``out`` left unchanged. ``memo`` makes a rerun on the same bytes (and
-    the same ``last``) cost one inflate: its choice is replayed, the same as choosing again.
+    bytes), or None with ``out`` left unchanged.
     """
-    key = None
-    if memo is not None and length is not None and not verify:
-        key = (_digest(src, start, length), crc, last)
-        if key in memo.seen:
-            known = memo.seen[key]
-            if known is None:
-                return None
-            return _replay(src, out, start, length, crc=crc, params=known)
-    done = _choose(src, out, start, length=length, crc=crc, last=last, verify=verify)
-    if key is not None and memo is not None:
-        memo.note(key, None if done is None else done[1])
-    return done
-
-
-def _choose(
-    src: BinaryIO,
-    out: BinaryIO,
-    start: int,
-    *,
-    length: int | None,
-    crc: int | None,
-    last: Params | None,
-    verify: bool,
-) -> tuple[int, Params, int] | None:
     candidates, plain, used = _probe(src, start, length, last, first=not verify)
     if plain is not None:
         running = zlib.crc32(plain)
