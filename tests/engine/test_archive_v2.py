@@ -66,14 +66,14 @@ def machine_code(seed: int, size: int, version: int) -> bytes:
     return bytes(out)
 
 
-def native_wheel(path: Path, version: int, *, so_size: int = 200_000) -> Path:
+def native_wheel(path: Path, version: int, *, so_size: int = 200_000, seed: int = 7) -> Path:
     """A wheel with a changing extension module and unchanged Python and data members."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         stamp = (2024, 1, 1, 0, 0, 0)
         for i in range(5):
             text = f"def f{i}():\n    return {i}\n".encode() * 400
             z.writestr(zipfile.ZipInfo(f"pkg/mod{i}.py", stamp), text, zipfile.ZIP_DEFLATED)
-        so = machine_code(7, so_size, version)
+        so = machine_code(seed, so_size, version)
         z.writestr(zipfile.ZipInfo("pkg/_native.cpython-311-x86_64-linux-gnu.so", stamp), so, 8)
         meta = f"Name: pkg\nVersion: 1.{version}\n".encode()
         z.writestr(zipfile.ZipInfo("pkg-1.0.dist-info/METADATA", stamp), meta, 8)
@@ -267,3 +267,34 @@ def test_migrate_reads_v1_and_writes_v2_and_ls_stats_show_both(
     assert sha(back / "pkg-1.1-py3-none-any.whl") == (
         "c5dc21b235a5e3834febaa050b3e8c4db929987a9dce539025a6734a0aa7630f"
     )
+
+
+def test_rotation_makes_a_new_reference_and_archive_deltas_follow_it(
+    store: DeltaStore, tmp_path: Path
+) -> None:
+    """The reference policy (rotate, the default) weighs archive deltas like any other: a version
+    whose native code was rewritten becomes the next reference, and the one after it is an
+    archive-v2 delta against that reference."""
+    ours = DeltaStore(
+        store.storage,
+        settings=EngineSettings(
+            cache_dir=store.settings.cache_dir, codec="archive", reference_policy="rotate"
+        ),
+        cache=store.cache,
+    )
+    files = [
+        native_wheel(tmp_path / "pkg-1.0-py3-none-any.whl", 0, seed=7),
+        native_wheel(tmp_path / "pkg-2.0-py3-none-any.whl", 0, seed=8),  # all new code
+        native_wheel(tmp_path / "pkg-2.1-py3-none-any.whl", 1, seed=8),
+    ]
+    results = [ours.put(f, f"rel/{f.name}") for f in files]
+    assert results[1].reference_size == files[1].stat().st_size  # it became a reference
+    assert results[2].codec == archive.CODEC and results[2].reference_size == 0
+    head = ours.storage.head(f"rel/{files[2].name}.delta")
+    assert head is not None and head.metadata is not None
+    assert "/.dg/refs/" in head.metadata["dg-ref-key"]
+    cold = DeltaStore(
+        store.storage, settings=EngineSettings(cache_dir=tmp_path / "cold" / "references")
+    )
+    for f in files:
+        assert cold.get(f"rel/{f.name}", tmp_path / "out.whl").sha256 == sha(f)
