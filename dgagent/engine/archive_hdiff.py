@@ -11,11 +11,14 @@ which streams. Small members gain nothing worth a separate part.
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 import hdiffpatch
 
 from dgagent.errors import IntegrityError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "COMPRESSION",
@@ -57,12 +60,14 @@ def is_machine_code(head: bytes) -> bool:
     return head.startswith(_MAGICS)
 
 
-def diff(old: bytes, new: bytes) -> bytes:
-    """A patch that turns ``old`` into ``new`` (the caller checks it by rebuilding)."""
+def diff(old: bytes, new: bytes) -> bytes | None:
+    """A patch that turns ``old`` into ``new`` (the caller checks it by rebuilding); None when
+    HDiffPatch cannot make one (then the member stays with xdelta3)."""
     try:
         return hdiffpatch.diff(old, new, COMPRESSION, validate=False)
-    except hdiffpatch.HDiffPatchError as exc:  # pragma: no cover - HDiffPatch's own failure
-        raise IntegrityError(f"HDiffPatch could not diff a member: {exc}") from exc
+    except (hdiffpatch.HDiffPatchError, MemoryError) as exc:
+        log.warning("HDiffPatch could not diff a member (%s); xdelta3 takes it", exc)
+        return None
 
 
 def apply(old: bytes, patch: bytes, size: int) -> bytes:

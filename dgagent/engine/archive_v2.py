@@ -180,12 +180,13 @@ def _write_plan(
             ):
                 new = _read(exp, record.at, record.size)
                 patch = archive_hdiff.diff(_read(ref_exp, old.at, old.size), new)
-                path = work / f"part-{len(parts) + 1}.hdiff"
-                path.write_bytes(patch)
-                parts.append(_Part(HDIFFPATCH, path, old.at, old.size))
-                plan.write(archive.part_record(record.header, len(parts)))
-                made.hdiff += 1
-                continue
+                if patch is not None:
+                    path = work / f"part-{len(parts) + 1}.hdiff"
+                    path.write_bytes(patch)
+                    parts.append(_Part(HDIFFPATCH, path, old.at, old.size))
+                    plan.write(archive.part_record(record.header, len(parts)))
+                    made.hdiff += 1
+                    continue
             plan.write(record.header)
             exp.seek(record.at)
             shutil.copyfileobj(_Slice(exp, record.size), plan, CHUNK)

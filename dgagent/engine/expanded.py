@@ -110,10 +110,10 @@ class ExpandedReferences:
     ) -> bool:
         """Encode an archive-v2 delta of ``target`` against ``reference`` (each: the file and
         its expanded form), then decode and rebuild it as a reader will and compare."""
-        made = archive_v2.encode(self.codec, reference, target, out, work)
-        log.debug("%s: %s", target[0].name, made)
         check = work / "check.out"
         try:
+            made = archive_v2.encode(self.codec, reference, target, out, work)
+            log.debug("%s: %s", target[0].name, made)
             archive_v2.decode(self.codec, reference, out, check, work)
             rebuilt, _ = sha256_file(check)
         except (CodecError, IntegrityError) as exc:
