@@ -73,6 +73,7 @@ def measure(files: list[Path], variant: str, work: Path) -> Run:
         settings=EngineSettings(cache_dir=work / codec / "cold" / "references"),
     )
     exact = True
+    archive.CHOICES.seen.clear()  # a reader is another process: nothing remembered
     start, cpu = time.perf_counter(), _cpu()
     for f in files:
         out = work / codec / "out"
