@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import hashlib
 import io
 import json
@@ -298,3 +299,9 @@ def test_rotation_makes_a_new_reference_and_archive_deltas_follow_it(
     )
     for f in files:
         assert cold.get(f"rel/{f.name}", tmp_path / "out.whl").sha256 == sha(f)
+
+
+def test_doctests() -> None:
+    for module in (archive_v2, archive_hdiff):
+        assert doctest.testmod(module).attempted > 0
+        assert doctest.testmod(module).failed == 0
