@@ -126,6 +126,16 @@ class Expansion:
     deflated_bytes: int = 0
     plain_bytes: int = 0
 
+    def pays(self, size: int) -> bool:
+        """Whether the streams it expanded make enough of a ``size``-byte file for an archive
+        delta to be worth trying (else it would be a compat delta of much the same bytes)."""
+        return self.members > 0 and self.deflated_bytes >= MIN_SHARE * size
+
+
+MIN_SHARE = 0.05
+"""Share of a file its reproducible deflate streams must make (a maturin wheel whose LICENSE alone
+zlib reproduces is stored as compat, without the cost of a second delta)."""
+
 
 def sniff(path: Path) -> str | None:
     """ "zip" or "gzip" by magic number, else None."""

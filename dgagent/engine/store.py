@@ -453,8 +453,8 @@ class DeltaStore(Catalog):
         with path.open("wb") as f:
             found = archive.expand_for_delta(source, f)
         log.debug("%s: %s", source.name, found)
-        if found.members == 0:
-            log.info("%s: no member is reproducible by zlib; using the compat codec", source.name)
+        if not found.pays(source.stat().st_size):
+            log.info("%s: too little is reproducible by zlib; using the compat codec", source.name)
             return None
         return path
 

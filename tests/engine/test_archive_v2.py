@@ -10,7 +10,9 @@ import random
 import shutil
 import struct
 import zipfile
+import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -305,3 +307,34 @@ def test_doctests() -> None:
     for module in (archive_v2, archive_hdiff):
         assert doctest.testmod(module).attempted > 0
         assert doctest.testmod(module).failed == 0
+
+
+def test_a_wheel_zlib_barely_reproduces_is_stored_as_compat(
+    store: DeltaStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like a maturin wheel: its native member deflated by another deflater (here zlib with a
+    strategy no candidate uses), only a small LICENSE reproducible. Not worth an archive delta."""
+    original = zipfile._get_compressor  # type: ignore[attr-defined]
+
+    def other_deflater(compress_type: int, compresslevel: int | None = None) -> Any:
+        return zlib.compressobj(6, zlib.DEFLATED, -15, 8, zlib.Z_HUFFMAN_ONLY)
+
+    files = []
+    for v in range(2):
+        path = tmp_path / f"rs-1.{v}-cp311-linux_x86_64.whl"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("LICENSE", b"MIT License\n" * 20)
+            monkeypatch.setattr(zipfile, "_get_compressor", other_deflater)
+            z.writestr("rs/_native.so", machine_code(5, 300_000, v))
+            monkeypatch.setattr(zipfile, "_get_compressor", original)
+        found = archive.expand(path, io.BytesIO(), verify=True)
+        assert (found.members, found.verbatim) == (1, 1)
+        assert not found.pays(path.stat().st_size)
+        files.append(path)
+    ours = DeltaStore(
+        store.storage,
+        settings=EngineSettings(cache_dir=store.settings.cache_dir, codec="archive"),
+        cache=store.cache,
+    )
+    assert [ours.put(f, f"rs/{f.name}").codec for f in files] == ["compat", "compat"]
+    assert ours.get(f"rs/{files[1].name}", tmp_path / "out.whl").sha256 == sha(files[1])
