@@ -1,16 +1,19 @@
-"""Stored bytes and encode/decode time per file family, compat codec against archive codec.
+"""Stored bytes and encode/decode time per file family: compat codec, archive codec with
+xdelta3 only, and archive codec with HDiffPatch for native members (what ``archive`` does).
 
     .venv/bin/python bench/codec_compare.py /tmp/corpus/botocore /tmp/wheels/numpy ...
 
 Each argument is a folder holding successive versions of one artifact (sorted by name, oldest
 first). For each codec the files are stored in order into a fresh local store (``file://``, so the
 numbers are the engine's, not the network's), then read back with a cold cache and checked
-bit-exact. Stored bytes include ``reference.bin``. Prints one markdown table; not a test.
+bit-exact. Stored bytes include ``reference.bin``; "later" is what the files after the first
+cost, the bytes stored beyond the reference. Prints one markdown table; not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dgagent.client import open_store
+from dgagent.engine import archive, archive_hdiff
 from dgagent.fileio import sha256_file
 from dgagent.settings import EngineSettings
 from dgagent.storage import LocalStorage
@@ -30,12 +34,26 @@ class Run:
     """Bytes stored for every file but the first (which makes the reference)."""
     encode: float
     decode: float
+    encode_cpu: float
+    """CPU seconds (ours and xdelta3's): steadier than wall time on a shared machine."""
+    decode_cpu: float
     exact: bool
     later: str
     """How the files after the first were stored, e.g. "4 archive-v1"."""
 
 
-def measure(files: list[Path], codec: str, work: Path) -> Run:
+VARIANTS = {
+    "compat": ("compat", archive_hdiff.MAX_MEMBER),
+    "archive, xdelta3 only": ("archive", 0),
+    "archive": ("archive", archive_hdiff.MAX_MEMBER),
+}
+"""Name: (codec, largest member HDiffPatch may diff); 0 keeps every member with xdelta3."""
+
+
+def measure(files: list[Path], variant: str, work: Path) -> Run:
+    codec, archive_hdiff.MAX_MEMBER = VARIANTS[variant]
+    archive.CHOICES.seen.clear()  # each variant starts as a fresh process would
+    work = work / variant.replace(" ", "-").replace(",", "")
     root = work / codec / "store"
     root.mkdir(parents=True)
     settings = EngineSettings(cache_dir=work / codec / "cache" / "references", codec=codec)
@@ -43,27 +61,33 @@ def measure(files: list[Path], codec: str, work: Path) -> Run:
     stored = 0
     sizes: list[int] = []
     codecs: list[str] = []
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     for f in files:
         result = store.put(f, f"fam/{f.name}")
         stored += result.stored_size + result.reference_size
         sizes.append(result.stored_size + result.reference_size)
         codecs.append(result.codec or "direct")
-    encode = time.perf_counter() - start
+    encode, encode_cpu = time.perf_counter() - start, _cpu() - cpu
     cold = open_store(
         LocalStorage(root),
         settings=EngineSettings(cache_dir=work / codec / "cold" / "references"),
     )
     exact = True
-    start = time.perf_counter()
+    archive.CHOICES.seen.clear()  # a reader is another process: nothing remembered
+    start, cpu = time.perf_counter(), _cpu()
     for f in files:
         out = work / codec / "out"
         cold.get(f"fam/{f.name}", out)
         exact &= sha256_file(out) == sha256_file(f)
-    decode = time.perf_counter() - start
+    decode, decode_cpu = time.perf_counter() - start, _cpu() - cpu
     later = codecs[1:]
     kinds = ", ".join(f"{later.count(c)} {c}" for c in sorted(set(later)))
-    return Run(stored, sum(sizes[1:]), encode, decode, exact, kinds)
+    return Run(stored, sum(sizes[1:]), encode, decode, encode_cpu, decode_cpu, exact, kinds)
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(
         "| family | files | original MB | codec | stored MB | stored / original | "
-        "later versions: stored MB | later versions stored as | encode s | "
-        "decode s (cold cache) | bit-exact |"
+        "later versions: stored MB | later versions stored as | encode s (CPU s) | "
+        "decode s, cold cache (CPU s) | bit-exact |"
     )
     print("|---|---:|---:|---|---:|---:|---:|---|---:|---:|---|")
     for folder in args.families:
@@ -81,20 +105,24 @@ def main(argv: list[str] | None = None) -> int:
         original = sum(f.stat().st_size for f in files)
         results = {}
         with tempfile.TemporaryDirectory(prefix="codec-bench-") as tmp:
-            for codec in ("compat", "archive"):
-                results[codec] = measure(files, codec, Path(tmp))
+            for variant in VARIANTS:
+                results[variant] = measure(files, variant, Path(tmp))
         for codec, r in results.items():
             print(
                 f"| {folder.name} | {len(files)} | {original / 1e6:.1f} | {codec} | "
                 f"{r.stored / 1e6:.2f} | {r.stored / original:.3f} | "
                 f"{r.later_stored / 1e6:.2f} | {r.later} | "
-                f"{r.encode:.1f} | {r.decode:.1f} | {'yes' if r.exact else 'NO'} |",
+                f"{r.encode:.1f} ({r.encode_cpu:.1f}) | {r.decode:.1f} ({r.decode_cpu:.1f}) | "
+                f"{'yes' if r.exact else 'NO'} |",
                 flush=True,
             )
         c, a = results["compat"], results["archive"]
         print(
-            f"| {folder.name} | | | compat / archive | {c.stored / a.stored:.2f}x | | "
-            f"{c.later_stored / max(a.later_stored, 1):.2f}x | | | | |",
+            f"| {folder.name} | | | archive / compat | {a.stored / c.stored:.3f} | | "
+            f"{a.later_stored / max(c.later_stored, 1):.3f} | | "
+            f"{a.encode / c.encode:.2f}x ({a.encode_cpu / c.encode_cpu:.2f}x) | "
+            f"{a.decode / max(c.decode, 1e-3):.2f}x "
+            f"({a.decode_cpu / max(c.decode_cpu, 1e-3):.2f}x) | |",
             flush=True,
         )
     return 0

@@ -16,6 +16,12 @@ gzip parsing at all::
                           then `plain` bytes that recompress to exactly `deflated` bytes
     b"E" u64 size         size of the original file, end of stream
 
+An archive-v2 delta (``archive_v2``) rebuilds a *plan* instead: the same records after
+``PLAN_MAGIC``, plus two that take their bytes from elsewhere::
+
+    b"R" u64 offset u64 n these n bytes of the original reference file (a member unchanged)
+    b"H" <as D> u32 part  a D record whose plain bytes the delta's HDiffPatch part `part` makes
+
 This module writes and reads the records; ``archive_zip`` finds the members of a zip and
 ``archive_deflate`` chooses, checks and replays the zlib parameters of one stream. The rules are
 those of ``docs/archive-codec.md``. Nothing holds a whole member in memory: members are
@@ -25,33 +31,86 @@ and the record header of a member is patched in place once its sizes are known.
 
 from __future__ import annotations
 
+import io
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
-from dgagent.engine.archive_deflate import CHUNK, RECORD, Params, read_stream, write_stream
+from dgagent.engine.archive_deflate import (
+    CHUNK,
+    RECORD,
+    Choices,
+    Params,
+    read_stream,
+    write_stream,
+)
+from dgagent.engine.archive_recompress import Recompressor
 from dgagent.engine.archive_zip import deflated_members
 from dgagent.errors import IntegrityError
 
 __all__ = [
+    "CHOICES",
     "CODEC",
+    "CODECS",
+    "CODEC_V1",
+    "EXPANSION",
     "MAGIC",
+    "PLAN_MAGIC",
     "Expansion",
+    "Record",
+    "Sources",
     "expand",
     "expand_for_delta",
     "rebuild",
+    "records",
     "sniff",
 ]
 
-CODEC = "archive-v1"
-"""The value of ``dg-agent-codec`` on deltas between expanded forms."""
+CODEC_V1 = "archive-v1"
+"""``dg-agent-codec`` of a VCDIFF delta between two expanded forms (still read, no longer made)."""
+CODEC = "archive-v2"
+"""``dg-agent-codec`` of the deltas made now: a container of parts, see ``archive_v2``."""
+CODECS = (CODEC_V1, CODEC)
+EXPANSION = "archive-v1"
+"""The rules of ``expand_for_delta``, which both codec versions use for the reference."""
 MAGIC = b"DG-ARCHIVE-1\n"
 """Starts every expanded form; it is no compressor's magic, so xdelta3 never unpacks it."""
+PLAN_MAGIC = b"DG-ARCHIVE-2\n"
+"""Starts an archive-v2 plan (records that may point into the reference or a delta part)."""
 
 _VERBATIM = struct.Struct("<cQ")
 _END = struct.Struct("<cQ")
+_REFERENCE = struct.Struct("<cQQ")
+_PART = struct.Struct("<I")
+
+
+class Sources(Protocol):
+    """Where the R and H records of a plan take their bytes from."""
+
+    def copy_reference(self, offset: int, length: int, out: BinaryIO) -> None:
+        """Copy ``length`` bytes of the original reference from ``offset`` into ``out``."""
+
+    def member(self, part: int, size: int) -> bytes:
+        """The ``size`` plain bytes that HDiffPatch part ``part`` makes."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record of an expanded form or plan, as ``records`` finds it."""
+
+    tag: bytes
+    header: bytes
+    at: int
+    """Where its data starts in the expanded form."""
+    size: int
+    """Bytes of data that follow the header (plain bytes for D, n for V)."""
+    origin: int
+    """Where its bytes go in the original file."""
+    stored: int
+    """Bytes it makes in the original file (deflated size for D)."""
+    crc: int = 0
 
 
 @dataclass
@@ -67,6 +126,16 @@ class Expansion:
     deflated_bytes: int = 0
     plain_bytes: int = 0
 
+    def pays(self, size: int) -> bool:
+        """Whether the streams it expanded make enough of a ``size``-byte file for an archive
+        delta to be worth trying (else it would be a compat delta of much the same bytes)."""
+        return self.members > 0 and self.deflated_bytes >= MIN_SHARE * size
+
+
+MIN_SHARE = 0.05
+"""Share of a file its reproducible deflate streams must make (a maturin wheel whose LICENSE alone
+zlib reproduces is stored as compat, without the cost of a second delta)."""
+
 
 def sniff(path: Path) -> str | None:
     """ "zip" or "gzip" by magic number, else None."""
@@ -79,7 +148,13 @@ def sniff(path: Path) -> str | None:
     return None
 
 
-def expand(source: Path, out: BinaryIO, *, verify: bool = True) -> Expansion:
+CHOICES = Choices()
+"""Shared by every ``expand_for_delta`` of this process (see ``Choices``)."""
+
+
+def expand(
+    source: Path, out: BinaryIO, *, verify: bool = True, memo: Choices | None = None
+) -> Expansion:
     """Write the expanded form of ``source`` into ``out`` (a seekable file open for writing).
 
     Never fails on a damaged archive: what cannot be parsed or reproduced stays verbatim. With
@@ -103,7 +178,12 @@ def expand(source: Path, out: BinaryIO, *, verify: bool = True) -> Expansion:
             if start < pos or (length is not None and start + length > size):
                 continue  # overlapping or past the end: a lying directory; leave it verbatim
             _copy_verbatim(src, out, pos, start)
-            done = write_stream(src, out, start, length=length, crc=crc, last=params, verify=verify)
+            if memo is not None and length is not None and not verify:
+                done = memo.write(src, out, start, length=length, crc=crc, last=params)
+            else:
+                done = write_stream(
+                    src, out, start, length=length, crc=crc, last=params, verify=verify
+                )
             if done is None:
                 result.verbatim += 1
                 pos = start
@@ -170,17 +250,61 @@ def expand_for_delta(source: Path, out: BinaryIO) -> Expansion:
     of the archive-v1 format and cannot change without a new codec version. A target member that
     would not recompress exactly is caught by the decode check before upload.
     """
-    return expand(source, out, verify=False)
+    return expand(source, out, verify=False, memo=CHOICES)
 
 
-def rebuild(expanded: BinaryIO, out: BinaryIO) -> int:
-    """Turn an expanded form back into the original bytes; returns their size.
+def records(expanded: BinaryIO) -> Iterator[Record]:
+    """The V and D records of an expanded form (from its start), without reading their data."""
+    if expanded.read(len(MAGIC)) != MAGIC:
+        raise IntegrityError("not an expanded archive (bad magic)")
+    origin = 0
+    while True:
+        tag = expanded.read(1)
+        if tag == b"V":
+            header = tag + _read_exact(expanded, 8)
+            (n,) = struct.unpack("<Q", header[1:])
+            record = Record(tag, header, expanded.tell(), n, origin, n)
+        elif tag == b"D":
+            header = tag + _read_exact(expanded, RECORD.size - 1)
+            *_, crc, deflated, plain = RECORD.unpack(header)
+            record = Record(tag, header, expanded.tell(), plain, origin, deflated, crc)
+        elif tag == b"E":
+            return
+        else:
+            raise IntegrityError(f"expanded archive has an unknown record {tag!r}")
+        yield record
+        expanded.seek(record.at + record.size)
+        origin += record.stored
+
+
+def reference_record(offset: int, length: int) -> bytes:
+    return _REFERENCE.pack(b"R", offset, length)
+
+
+def part_record(header: bytes, part: int) -> bytes:
+    """An H record: a D record's header whose plain bytes HDiffPatch part ``part`` makes."""
+    return b"H" + header[1:] + _PART.pack(part)
+
+
+def rebuild(expanded: BinaryIO, out: BinaryIO, sources: Sources | None = None) -> int:
+    """Turn an expanded form (or, with ``sources``, a plan) back into the original bytes;
+    returns their size.
 
     Every recompressed stream must have its recorded length and its plain bytes their CRC-32;
     the caller still checks the whole file's SHA-256.
     """
-    if expanded.read(len(MAGIC)) != MAGIC:
+    magic = expanded.read(len(MAGIC))
+    if magic != MAGIC and (magic != PLAN_MAGIC or sources is None):
         raise IntegrityError("not an expanded archive (bad magic): the delta does not fit")
+    with Recompressor(out) as background:
+        total = _walk(expanded, out, sources, background)
+        background.finish()
+    return total
+
+
+def _walk(
+    expanded: BinaryIO, out: BinaryIO, sources: Sources | None, background: Recompressor
+) -> int:
     total = 0
     while True:
         tag = expanded.read(1)
@@ -189,7 +313,24 @@ def rebuild(expanded: BinaryIO, out: BinaryIO) -> int:
             _copy(expanded, out, n)
             total += n
         elif tag == b"D":
-            total += read_stream(expanded, out, tag + _read_exact(expanded, RECORD.size - 1))
+            header = tag + _read_exact(expanded, RECORD.size - 1)
+            plain_size = RECORD.unpack(header)[7]
+            if background.wants(plain_size):
+                total += background.add(header, _read_exact(expanded, plain_size))
+            else:
+                total += read_stream(expanded, out, header)
+        elif tag == b"R" and sources is not None:
+            _, offset, n = _REFERENCE.unpack(tag + _read_exact(expanded, _REFERENCE.size - 1))
+            sources.copy_reference(offset, n, out)
+            total += n
+        elif tag == b"H" and sources is not None:
+            header = b"D" + _read_exact(expanded, RECORD.size - 1)
+            (part,) = _PART.unpack(_read_exact(expanded, _PART.size))
+            plain = sources.member(part, RECORD.unpack(header)[7])
+            if background.wants(len(plain)):
+                total += background.add(header, plain)
+            else:
+                total += read_stream(io.BytesIO(plain), out, header)
         elif tag == b"E":
             (size,) = struct.unpack("<Q", _read_exact(expanded, 8))
             if size != total or expanded.read(1):

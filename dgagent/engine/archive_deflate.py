@@ -7,6 +7,7 @@ the CRC-32 and length on the way. Everything streams in ``CHUNK`` pieces.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ __all__ = [
     "PROBE",
     "PROBE_PLAIN",
     "RECORD",
+    "Choices",
     "Params",
     "read_stream",
     "write_stream",
@@ -30,6 +32,8 @@ PROBE = 256 * 1024
 """Deflated bytes read to choose the parameters (a member this small is settled at once)."""
 PROBE_PLAIN = 1024 * 1024
 """At most this much plain data is recompressed per candidate while probing."""
+EARLY = 64 * 1024
+"""Plain bytes recompressed per candidate before the rest of the probe (see ``_probe``)."""
 RECORD = struct.Struct("<cBBBBIQQ")
 """b"D", level, memLevel, strategy, window bits, CRC-32, deflated size, plain size."""
 
@@ -58,6 +62,73 @@ class Params:
 CANDIDATES = tuple(
     Params(level, memlevel) for memlevel in (8, 9) for level in (6, 9, 1, 2, 3, 4, 5, 7, 8)
 )
+
+
+class Choices:
+    """What ``write_stream`` chose for deflate streams, by their bytes, CRC-32 and the previous
+    stream's parameters (all that its choice depends on), so a rerun needs no probing.
+
+    Successive versions of a wheel share most members, and the reference was expanded just
+    before: this is the cache of expanded references at the level of one member. Bounded: it is
+    emptied when full."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self.seen: dict[tuple[bytes, int | None, Params | None], Params | None] = {}
+
+    def write(
+        self,
+        src: BinaryIO,
+        out: BinaryIO,
+        start: int,
+        *,
+        length: int,
+        crc: int | None,
+        last: Params | None,
+    ) -> tuple[int, Params, int] | None:
+        """``write_stream`` without ``verify``, replaying the choice made before on these bytes."""
+        key = (_digest(src, start, length), crc, last)
+        if key in self.seen:
+            known = self.seen[key]
+            if known is None:
+                return None
+            return _replay(src, out, start, length, crc=crc, params=known)
+        done = write_stream(src, out, start, length=length, crc=crc, last=last, verify=False)
+        if len(self.seen) >= self.limit:
+            self.seen.clear()
+        self.seen[key] = None if done is None else done[1]
+        return done
+
+
+def _digest(src: BinaryIO, start: int, length: int) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    src.seek(start)
+    left = length
+    while left > 0:
+        data = src.read(min(CHUNK, left))
+        if not data:
+            break
+        h.update(data)
+        left -= len(data)
+    return h.digest()
+
+
+def _replay(
+    src: BinaryIO, out: BinaryIO, start: int, length: int, *, crc: int | None, params: Params
+) -> tuple[int, Params, int] | None:
+    """Write the stream as a D record with ``params``, known to reproduce these very bytes."""
+    mark = out.tell()
+    done = _stream(src, out, start, length=length, check=[])
+    if done is None or (crc is not None and crc != done[2]):
+        out.seek(mark)
+        out.truncate()
+        return None
+    used, plain_size, running, _ = done
+    end = out.tell()
+    out.seek(mark)
+    out.write(params.header(running, used, plain_size))
+    out.seek(end)
+    return used, params, plain_size
 
 
 def write_stream(
@@ -132,7 +203,14 @@ def _probe(
     found: list[Params] = []
     for params in ([last] if last else []) + [p for p in CANDIDATES if p != last]:
         c = params.compressor()
-        got = c.compress(plain)  # any prefix of the input gives a prefix of the output
+        # Any prefix of the input gives a prefix of the output, so a candidate is out as soon
+        # as its output differs: fed EARLY bytes at a time, most are ruled out on the first
+        # block zlib emits instead of on the whole probe.
+        got = b""
+        for at in range(0, len(plain), EARLY):
+            got += c.compress(plain[at : at + EARLY])
+            if not head.startswith(got):
+                break
         if whole:
             if got + c.flush() == head[:used]:
                 return [params], plain, used

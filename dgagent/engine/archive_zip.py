@@ -11,9 +11,10 @@ then keeps those bytes verbatim, and the whole-file SHA-256 check guards the res
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
-__all__ = ["deflated_members"]
+__all__ = ["Member", "data_offsets", "deflated_members", "members"]
 
 _EOCD = struct.Struct("<4sHHHHIIH")
 _ZIP64_LOCATOR = struct.Struct("<4sIQI")
@@ -24,15 +25,26 @@ _MAX_COMMENT = 0xFFFF
 _DEFLATED = 8
 
 
-def deflated_members(src: BinaryIO, size: int) -> list[tuple[int, int | None, int | None]]:
-    """(data offset, compressed size, CRC-32) of each deflated member, in file order."""
+@dataclass(frozen=True, order=True)
+class Member:
+    """One central directory entry, as far as the archive codec needs it."""
+
+    local: int
+    """Offset of its local header."""
+    csize: int
+    crc: int
+    method: int
+    name: str = field(compare=False)
+
+
+def members(src: BinaryIO, size: int) -> list[Member]:
+    """Every entry of the central directory (any method), in directory order."""
     directory = _find_directory(src, size)
     if directory is None:
         return []
     offset, count = directory
-    found: list[tuple[int, int | None, int | None]] = []
+    found: list[Member] = []
     src.seek(offset)
-    entries = []
     for _ in range(count):
         raw = src.read(_CENTRAL.size)
         if len(raw) < _CENTRAL.size:
@@ -42,16 +54,32 @@ def deflated_members(src: BinaryIO, size: int) -> list[tuple[int, int | None, in
             break
         method, crc, csize, usize = fields[4], fields[7], fields[8], fields[9]
         name_len, extra_len, comment_len, local = fields[10], fields[11], fields[12], fields[16]
-        src.read(name_len)
+        name = src.read(name_len).decode("utf-8", "replace")
         extra = src.read(extra_len)
         src.seek(comment_len, 1)
         csize, local = _zip64_values(extra, usize, csize, local)
-        if method == _DEFLATED:
-            entries.append((local, csize, crc))
-    for local, csize, crc in sorted(entries):
-        start = _data_start(src, local, size)
+        found.append(Member(local, csize, crc, method, name))
+    return found
+
+
+def data_offsets(src: BinaryIO, size: int, found: list[Member]) -> dict[int, Member]:
+    """The members by the offset of their data (local header walked), where it is plausible."""
+    offsets: dict[int, Member] = {}
+    for member in found:
+        start = _data_start(src, member.local, size)
         if start is not None:
-            found.append((start, csize, crc))
+            offsets[start] = member
+    return offsets
+
+
+def deflated_members(src: BinaryIO, size: int) -> list[tuple[int, int | None, int | None]]:
+    """(data offset, compressed size, CRC-32) of each deflated member, in file order."""
+    entries = sorted(m for m in members(src, size) if m.method == _DEFLATED)
+    found: list[tuple[int, int | None, int | None]] = []
+    for m in entries:
+        start = _data_start(src, m.local, size)
+        if start is not None:
+            found.append((start, m.csize, m.crc))
     return found
 
 

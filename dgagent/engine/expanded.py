@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from dgagent.engine import archive
+from dgagent.engine import archive, archive_v2
 from dgagent.engine.cache import ReferenceCache
 from dgagent.engine.codec import Xdelta3
 from dgagent.engine.metadata import is_sha256
@@ -35,7 +35,7 @@ class ExpandedReferences:
 
     def _index_path(self, ref_sha: str) -> Path:
         """Where the SHA-256 of a reference's expanded form is noted (the cache is by content)."""
-        return self.cache.root / "index" / f"{ref_sha}.{archive.CODEC}"
+        return self.cache.root / "index" / f"{ref_sha}.{archive.EXPANSION}"
 
     def remember(self, ref_sha: str, expanded: Path) -> None:
         """Cache a reference's expanded form; it only saves work, so failures are warnings."""
@@ -101,33 +101,42 @@ class ExpandedReferences:
                 check.unlink()
 
     def encode_checked(
-        self, reference: Path, target: Path, out: Path, work: Path, sha: str
+        self,
+        reference: tuple[Path, Path],
+        target: tuple[Path, Path],
+        out: Path,
+        work: Path,
+        sha: str,
     ) -> bool:
-        """Encode expanded forms, then decode, rebuild and compare, as a reader will."""
-        self.codec.encode(reference, target, out)
-        check_expanded, check = work / "check.expanded", work / "check.out"
+        """Encode an archive-v2 delta of ``target`` against ``reference`` (each: the file and
+        its expanded form), then decode and rebuild it as a reader will and compare."""
+        check = work / "check.out"
         try:
-            self.codec.decode(reference, out, check_expanded)
-            with check_expanded.open("rb") as src, check.open("wb") as dest:
-                archive.rebuild(src, dest)
+            made = archive_v2.encode(self.codec, reference, target, out, work)
+            log.debug("%s: %s", target[0].name, made)
+            archive_v2.decode(self.codec, reference, out, check, work)
             rebuilt, _ = sha256_file(check)
         except (CodecError, IntegrityError) as exc:
             log.warning("archive delta did not rebuild (%s); trying compat", exc)
             return False
         finally:
-            for path in (check_expanded, check):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+            check.unlink(missing_ok=True)
         if rebuilt != sha:
             log.warning("archive delta did not rebuild bit-exact; trying compat")
             return False
         return True
 
-    def rebuild(self, ref: Path, ref_sha: str, delta: Path, out: Path, work: Path) -> None:
-        """Apply an archive delta to the reference's expanded form, then recompress (each
-        member's CRC-32 is checked by archive.rebuild; the caller checks the file's SHA-256)."""
-        expanded = work / "out.expanded"
+    def rebuild(
+        self, ref: Path, ref_sha: str, delta: Path, out: Path, work: Path, *, codec: str
+    ) -> None:
+        """Apply an archive delta of ``codec`` (archive-v1 or -v2) to the reference's expanded
+        form, then recompress (each member's CRC-32 is checked by archive.rebuild; the caller
+        checks the file's SHA-256)."""
         with self.open(ref, ref_sha, work) as ref_expanded:
+            if codec == archive.CODEC:
+                archive_v2.decode(self.codec, (ref, ref_expanded), delta, out, work)
+                return
+            expanded = work / "out.expanded"
             self.codec.decode(ref_expanded, delta, expanded)
         with expanded.open("rb") as src, out.open("wb") as dest:
             archive.rebuild(src, dest)

@@ -30,7 +30,7 @@ class PutResult:
     cache_hit: bool | None
     """Whether the reference came from the cache; None when no reference was read."""
     codec: str | None = None
-    """For a delta: ``compat`` or ``archive-v1``; None for a direct file."""
+    """For a delta: ``compat``, ``archive-v1`` or ``archive-v2``; None for a direct file."""
     why: str = ""
     """Why it was stored as it was: ``delta against <reference key>``, ``new reference: …``
     or ``whole: …`` (also recorded in its metadata as ``dg-agent-why``)."""
@@ -94,7 +94,7 @@ class Entry:
 
     @property
     def codec(self) -> str | None:
-        """``compat`` or ``archive-v1`` for a delta whose metadata was read, else None."""
+        """``compat`` or ``archive-v1``/``-v2`` for a delta whose metadata was read, else None."""
         if self.meta is None or self.meta.kind is not Kind.DELTA:
             return None
         return self.meta.codec or COMPAT

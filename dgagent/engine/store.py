@@ -68,7 +68,9 @@ SETTLE_ROUNDS = 4
 """Rounds of deleting a name's other form before both forms are left in place (see
 ``_settle_name``); a round only repeats when another writer deleted ours meanwhile."""
 CHEAP_COMPAT_BYTES = 32 * 1024**2
-"""Under the archive codec, files up to this size also get a compat delta to compare with."""
+"""Under the archive codec, files up to this size also get a compat delta to compare with..."""
+ARCHIVE_CLEAR_WIN = 0.05
+"""...unless the archive delta is at most this share of the file: compat could save no more."""
 
 
 class DeltaStore(Catalog):
@@ -452,8 +454,8 @@ class DeltaStore(Catalog):
         with path.open("wb") as f:
             found = archive.expand_for_delta(source, f)
         log.debug("%s: %s", source.name, found)
-        if found.members == 0:
-            log.info("%s: no member is reproducible by zlib; using the compat codec", source.name)
+        if not found.pays(source.stat().st_size):
+            log.info("%s: too little is reproducible by zlib; using the compat codec", source.name)
             return None
         return path
 
@@ -471,8 +473,9 @@ class DeltaStore(Catalog):
         whether an encode was stopped for passing ``limit`` bytes (then that delta is missing).
 
         Compat is not tried against gzip-like references (DeltaGlider could not read it), and,
-        when an archive delta exists, only for files up to CHEAP_COMPAT_BYTES or when the archive
-        delta is above the limit: for large wheels it is the expansion that pays.
+        when an archive delta exists, only for files up to CHEAP_COMPAT_BYTES whose archive delta
+        is above ARCHIVE_CLEAR_WIN of the file, or when the archive delta is above the limit: for
+        large wheels it is the expansion that pays.
         """
         over = False
         found: list[tuple[int, Path, str]] = []
@@ -483,12 +486,19 @@ class DeltaStore(Catalog):
             path = work / "archive.delta"
             known = expanded if base.created else None  # the new reference, expanded already
             with self.expanded.open(base.path, base.sha256, work, known) as ref:
-                if self.expanded.encode_checked(ref, expanded, path, work, sha):
+                pair = (base.path, ref), (source, expanded)
+                if self.expanded.encode_checked(*pair, path, work, sha):
                     found.append((path.stat().st_size, path, archive.CODEC))
         elif expanded is not None:
             self.expanded.remember(base.sha256, expanded)
         size = source.stat().st_size
-        wanted = not found or size <= CHEAP_COMPAT_BYTES or limit is None or found[0][0] > limit
+        archived = found[0][0] if found else None
+        wanted = (
+            archived is None
+            or limit is None
+            or archived > limit
+            or (size <= CHEAP_COMPAT_BYTES and archived > ARCHIVE_CLEAR_WIN * size)
+        )
         if not compressed_ref and wanted:
             path = work / "out.delta"
             stop = None if limit is None else int(limit)
@@ -1028,10 +1038,11 @@ class DeltaStore(Catalog):
                 f"{self.url(obj.key)} lacks a valid dg-ref-sha256 or dg-file-sha256, so its "
                 "rebuild cannot be checked; it was not read"
             )
-        if meta.codec not in (None, archive.CODEC):
+        if meta.codec not in (None, *archive.CODECS):
             raise CodecError(
                 f"{self.url(obj.key)} was made with codec {meta.codec!r}, which this dg-agent "
-                f"does not know (it reads {archive.CODEC}): upgrade dg-agent to read it"
+                f"does not know (it reads {', '.join(archive.CODECS)}): upgrade dg-agent to "
+                "read it"
             )
         with self._workdir() as work:
             delta_path = work / "in.delta"
@@ -1041,8 +1052,10 @@ class DeltaStore(Catalog):
                 ref_key, meta.ref_sha256, work, fresh=fresh, elsewhere=tuple(elsewhere)
             ) as ref:
                 try:
-                    if meta.codec == archive.CODEC:
-                        self.expanded.rebuild(ref.path, ref.sha256, delta_path, out, work)
+                    if meta.codec in archive.CODECS:
+                        self.expanded.rebuild(
+                            ref.path, ref.sha256, delta_path, out, work, codec=meta.codec
+                        )
                     else:
                         self.codec.rebuild(ref.path, delta_path, out)
                 except CodecError as exc:

@@ -223,8 +223,9 @@ def test_a_late_difference_is_caught_and_the_store_uses_compat(
     monkeypatch.setattr(archive_deflate, "CANDIDATES", (archive_deflate.Params(6),))
     monkeypatch.setattr(archive_deflate, "PROBE", 64 * 1024)  # the flush lies beyond the probe
     monkeypatch.setattr(archive_deflate, "PROBE_PLAIN", 256 * 1024)
+    # odd.txt changes too: an unchanged member would be copied from the reference untouched.
     files = [
-        flushing_zip(tmp_path / f"app-1.{v}.zip", monkeypatch, text_member(70, 1_000_000), v)
+        flushing_zip(tmp_path / f"app-1.{v}.zip", monkeypatch, text_member(70 + v, 1_000_000), v)
         for v in range(2)
     ]
     found = round_trip(files[1], tmp_path, verify=True)
@@ -501,7 +502,7 @@ def test_cp_sync_ls_stats_and_watch_config_carry_the_codec(
         "app-1.1.whl": archive.CODEC,
         "app-1.2.whl": archive.CODEC,
     }
-    assert "[archive-v1]" in run("ls", f"{url}/rel/")
+    assert f"[{archive.CODEC}]" in run("ls", f"{url}/rel/")
     stats = json.loads(run("stats", "--json", f"{url}/"))
     assert stats["total"]["archive_files"] == 2
     out = tmp_path / "back"

@@ -1,0 +1,304 @@
+"""archive-v2 deltas: a plan of the target diffed by xdelta3, plus one HDiffPatch part per
+native member.
+
+The target's expanded form becomes a *plan* (``archive.PLAN_MAGIC``) in which
+
+- a member whose deflated bytes are those of a reference member becomes an ``R`` record (copy
+  them from ``reference.bin``: nothing to inflate, diff or recompress; the bytes were compared
+  when the plan was made);
+- a machine-code member (``archive_hdiff.is_machine_code``) between ``MIN_MEMBER`` and
+  ``MAX_MEMBER`` whose name (or its name without digits and hashes) a reference member has
+  becomes an ``H`` record, its plain bytes an HDiffPatch part against that member's plain bytes;
+- everything else stays as in the expanded form.
+
+The delta is a container::
+
+    DELTA_MAGIC  u32 count  count x (c differ, u64 length, u64 source offset, u64 source length)
+    then the parts, in order
+
+Part 0 is ``X``: the xdelta3 (VCDIFF) delta of the plan against the reference's expanded form.
+Every other part is ``H``: an HDiffPatch patch whose old data is the given slice of the
+reference's expanded form. Rebuilding decodes part 0 into the plan and walks it
+(``archive.rebuild``); the caller checks the file's SHA-256.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from dgagent.engine import archive, archive_hdiff, archive_zip
+from dgagent.engine.archive_deflate import CHUNK
+from dgagent.engine.codec import Xdelta3
+from dgagent.errors import IntegrityError
+
+__all__ = ["DELTA_MAGIC", "Made", "decode", "encode"]
+
+DELTA_MAGIC = b"DG-ARCHIVE-DELTA-2\n"
+_COUNT = struct.Struct("<I")
+_PART = struct.Struct("<cQQQ")
+_MAX_PARTS = 1 << 16
+XDELTA3 = b"X"
+Sides = tuple[Path, Path]
+"""A file and its expanded form."""
+HDIFFPATCH = b"H"
+
+
+@dataclass
+class Made:
+    """What one archive-v2 encode put where."""
+
+    unchanged: int = 0
+    """Members copied from the reference (R records)."""
+    hdiff: int = 0
+    """Members diffed by HDiffPatch (H records)."""
+    plan_bytes: int = 0
+    """Size of the plan xdelta3 diffed."""
+
+
+@dataclass(frozen=True)
+class _Part:
+    differ: bytes
+    path: Path
+    source: int
+    source_size: int
+
+
+def _shape(name: str) -> str:
+    """A member name without its version numbers and hashes, to pair renamed libraries.
+
+    >>> _shape("numpy.libs/libscipy_openblas64_-6bb31eeb.so")
+    'numpy.libs/libscipy_openblas#_-#.so'
+    """
+    return re.sub(r"[0-9a-f]{8,}|\d+", "#", name)
+
+
+class _Reference:
+    """What the plan needs to know of the reference: its D records, by content and by name."""
+
+    def __init__(self, original: Path, expanded: Path) -> None:
+        self.by_content: dict[tuple[int, int, int], list[int]] = {}
+        self.by_origin: dict[int, archive.Record] = {}
+        with expanded.open("rb") as f:
+            for record in archive.records(f):
+                if record.tag == b"D":
+                    key = (record.crc, record.stored, record.size)
+                    self.by_content.setdefault(key, []).append(record.origin)
+                    self.by_origin[record.origin] = record
+        self.by_name: dict[str, archive.Record] = {}
+        shapes: dict[str, list[archive.Record]] = {}
+        with original.open("rb") as f:
+            size = original.stat().st_size
+            for start, member in archive_zip.data_offsets(
+                f, size, archive_zip.members(f, size)
+            ).items():
+                found = self.by_origin.get(start)
+                if found is not None:
+                    self.by_name[member.name] = found
+                    shapes.setdefault(_shape(member.name), []).append(found)
+        # A shape two members share pairs nothing: which one is meant is a guess.
+        self.by_shape = {shape: same[0] for shape, same in shapes.items() if len(same) == 1}
+
+    def counterpart(self, name: str | None) -> archive.Record | None:
+        if name is None:
+            return None
+        return self.by_name.get(name) or self.by_shape.get(_shape(name))
+
+
+def _same_bytes(a: BinaryIO, a_at: int, b: BinaryIO, b_at: int, n: int) -> bool:
+    a.seek(a_at)
+    b.seek(b_at)
+    while n:
+        want = min(CHUNK, n)
+        block = a.read(want)
+        if not block or block != b.read(want):
+            return False
+        n -= len(block)
+    return True
+
+
+def _read(src: BinaryIO, at: int, n: int) -> bytes:
+    src.seek(at)
+    data = src.read(n)
+    if len(data) != n:
+        raise IntegrityError("an expanded form is shorter than its records say")
+    return data
+
+
+def _write_plan(
+    reference: Sides, target: Sides, plan: BinaryIO, work: Path
+) -> tuple[list[_Part], Made]:
+    """Write the plan of ``target`` and its HDiffPatch parts; (the parts after part 0, counts)."""
+    (reference_file, ref_expanded), (target_file, target_expanded) = reference, target
+    ref = _Reference(reference_file, ref_expanded)
+    made = Made()
+    parts: list[_Part] = []
+    with (
+        target_file.open("rb") as tgt,
+        reference_file.open("rb") as ref_file,
+        ref_expanded.open("rb") as ref_exp,
+        target_expanded.open("rb") as exp,
+    ):
+        tsize = target_file.stat().st_size
+        names = {
+            start: m.name
+            for start, m in archive_zip.data_offsets(
+                tgt, tsize, archive_zip.members(tgt, tsize)
+            ).items()
+        }
+        plan.write(archive.PLAN_MAGIC)
+        for record in list(archive.records(exp)):
+            if record.tag == b"V":
+                plan.write(record.header)
+                exp.seek(record.at)
+                shutil.copyfileobj(_Slice(exp, record.size), plan, CHUNK)
+                continue
+            key = (record.crc, record.stored, record.size)
+            same = next(
+                (
+                    at
+                    for at in ref.by_content.get(key, [])
+                    if _same_bytes(tgt, record.origin, ref_file, at, record.stored)
+                ),
+                None,
+            )
+            if same is not None:
+                plan.write(archive.reference_record(same, record.stored))
+                made.unchanged += 1
+                continue
+            old = ref.counterpart(names.get(record.origin))
+            exp.seek(record.at)
+            if (
+                old is not None
+                and archive_hdiff.MIN_MEMBER <= record.size <= archive_hdiff.MAX_MEMBER
+                and old.size <= archive_hdiff.MAX_MEMBER
+                and archive_hdiff.is_machine_code(exp.read(16))
+            ):
+                new = _read(exp, record.at, record.size)
+                patch = archive_hdiff.diff(_read(ref_exp, old.at, old.size), new)
+                if patch is not None:
+                    path = work / f"part-{len(parts) + 1}.hdiff"
+                    path.write_bytes(patch)
+                    parts.append(_Part(HDIFFPATCH, path, old.at, old.size))
+                    plan.write(archive.part_record(record.header, len(parts)))
+                    made.hdiff += 1
+                    continue
+            plan.write(record.header)
+            exp.seek(record.at)
+            shutil.copyfileobj(_Slice(exp, record.size), plan, CHUNK)
+        plan.write(_end(tsize))
+    return parts, made
+
+
+def _end(size: int) -> bytes:
+    return struct.pack("<cQ", b"E", size)
+
+
+class _Slice:
+    """The next ``n`` bytes of a file, as a readable object for copyfileobj."""
+
+    def __init__(self, src: BinaryIO, n: int) -> None:
+        self._src, self._left = src, n
+
+    def read(self, size: int = -1) -> bytes:
+        want = self._left if size < 0 else min(size, self._left)
+        data = self._src.read(want) if want else b""
+        if want and not data:
+            raise IntegrityError("an expanded form is shorter than its records say")
+        self._left -= len(data)
+        return data
+
+
+def encode(codec: Xdelta3, reference: Sides, target: Sides, out: Path, work: Path) -> Made:
+    """Write the archive-v2 delta of ``target`` against ``reference`` into ``out``."""
+    plan = work / "target.plan"
+    with plan.open("wb") as f:
+        parts, made = _write_plan(reference, target, f, work)
+    made.plan_bytes = plan.stat().st_size
+    vcdiff = work / "plan.vcdiff"
+    codec.encode(reference[1], plan, vcdiff)
+    parts.insert(0, _Part(XDELTA3, vcdiff, 0, 0))
+    with out.open("wb") as f:
+        f.write(DELTA_MAGIC + _COUNT.pack(len(parts)))
+        for part in parts:
+            f.write(
+                _PART.pack(part.differ, part.path.stat().st_size, part.source, part.source_size)
+            )
+        for part in parts:
+            with part.path.open("rb") as src:
+                shutil.copyfileobj(src, f, CHUNK)
+            part.path.unlink()
+    plan.unlink()
+    return made
+
+
+class _Parts:
+    """The reference and a container's parts, as ``archive.rebuild`` asks for them."""
+
+    def __init__(self, delta: BinaryIO, reference: BinaryIO, ref_expanded: BinaryIO) -> None:
+        self.delta, self.reference, self.ref_expanded = delta, reference, ref_expanded
+        if delta.read(len(DELTA_MAGIC)) != DELTA_MAGIC:
+            raise IntegrityError("not an archive-v2 delta (bad magic)")
+        (count,) = _COUNT.unpack(_read_all(delta, _COUNT.size))
+        if not 0 < count <= _MAX_PARTS:
+            raise IntegrityError(f"an archive-v2 delta claims {count} parts")
+        table = [_PART.unpack(_read_all(delta, _PART.size)) for _ in range(count)]
+        self.parts: list[tuple[bytes, int, int, int, int]] = []
+        at = delta.tell()
+        for differ, length, source, source_size in table:
+            self.parts.append((differ, at, length, source, source_size))
+            at += length
+        if self.parts[0][0] != XDELTA3:
+            raise IntegrityError("an archive-v2 delta does not start with its xdelta3 part")
+
+    def extract_plan_delta(self, out: Path) -> None:
+        _, at, length, _, _ = self.parts[0]
+        self.delta.seek(at)
+        with out.open("wb") as f:
+            shutil.copyfileobj(_Slice(self.delta, length), f, CHUNK)
+
+    def copy_reference(self, offset: int, length: int, out: BinaryIO) -> None:
+        self.reference.seek(offset)
+        shutil.copyfileobj(_Slice(self.reference, length), out, CHUNK)
+
+    def member(self, part: int, size: int) -> bytes:
+        if not 0 < part < len(self.parts) or self.parts[part][0] != HDIFFPATCH:
+            raise IntegrityError(
+                f"an archive-v2 plan names part {part}, which is no HDiffPatch part"
+            )
+        _, at, length, source, source_size = self.parts[part]
+        if max(size, source_size) > archive_hdiff.MAX_MEMBER:
+            raise IntegrityError("an archive-v2 part is larger than any this dg-agent makes")
+        old = _read(self.ref_expanded, source, source_size)
+        return archive_hdiff.apply(old, _read(self.delta, at, length), size)
+
+
+def _read_all(src: BinaryIO, n: int) -> bytes:
+    data = src.read(n)
+    if len(data) != n:
+        raise IntegrityError("an archive-v2 delta is truncated")
+    return data
+
+
+def decode(codec: Xdelta3, reference: Sides, delta: Path, out: Path, work: Path) -> None:
+    """Rebuild the file an archive-v2 ``delta`` describes into ``out`` (SHA-256 not checked)."""
+    (reference_file, ref_expanded) = reference
+    plan_delta, plan = work / "plan.in.vcdiff", work / "plan.in"
+    try:
+        with (
+            delta.open("rb") as d,
+            reference_file.open("rb") as r,
+            ref_expanded.open("rb") as e,
+        ):
+            parts = _Parts(d, r, e)
+            parts.extract_plan_delta(plan_delta)
+            codec.decode(ref_expanded, plan_delta, plan)
+            with plan.open("rb") as src, out.open("wb") as dest:
+                archive.rebuild(src, dest, parts)
+    finally:
+        for path in (plan_delta, plan):
+            path.unlink(missing_ok=True)
