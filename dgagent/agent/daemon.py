@@ -90,11 +90,14 @@ class Agent:
         self.stores_checked = False
         """Whether each watch's store has been checked once since start (``start`` waits)."""
         self.checked: dict[str, Problem] = {}
+        """Problems found by checks (the config's last reload, each watch's store), by what
+        was checked; status adds those the index shows (problems.py)."""
         self._advice: tuple[float, int, list[Problem]] = (0.0, -1, [])
         """When the layout advice was last computed, over how many stored files, and what it
         said (problems())."""
-        """Problems found by checks (the config's last reload, each watch's store), by what
-        was checked; status adds those the index shows (problems.py)."""
+        self._declined: dict[str, set[tuple[str, ...]]] = {}
+        """Per watch: the reference retirements its retention found not worth it (prune.py),
+        so that the next rounds do not re-encode the same files to find the same."""
         self.index: Index
         self.workers: Workers
         self.pipeline: Pipeline
@@ -279,8 +282,9 @@ class Agent:
         for name, target in self.targets().items():
             if target.watch.retention is None or name in paused or self.index.pending(name):
                 continue
+            declined = self._declined.setdefault(name, set())
             try:
-                report = prune_watch(target.watch, target.store, target.prefix)
+                report = prune_watch(target.watch, target.store, target.prefix, declined=declined)
             except DgError as exc:
                 log.warning("%s: its retention did not run this time: %s", name, exc)
                 continue

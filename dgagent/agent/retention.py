@@ -36,13 +36,21 @@ def still_in_folder(watch: Watch, prefix: str) -> Callable[[str], bool]:
     return present
 
 
-def prune_watch(watch: Watch, store: DeltaStore, prefix: str) -> PruneReport | None:
-    """Apply the watch's retention under ``prefix``; None when it has none."""
+def prune_watch(
+    watch: Watch,
+    store: DeltaStore,
+    prefix: str,
+    *,
+    declined: set[tuple[str, ...]] | None = None,
+) -> PruneReport | None:
+    """Apply the watch's retention under ``prefix``; None when it has none. ``declined``: the
+    retirements earlier runs found not worth it (Pruner), kept by the caller between runs."""
     retention = watch.retention
     if retention is None:
         return None
     protect = None if watch.prune_present else still_in_folder(watch, prefix)
-    report = Pruner(store, retention, protect=protect).run(prefix, recursive=True)
+    pruner = Pruner(store, retention, protect=protect, declined=declined)
+    report = pruner.run(prefix, recursive=True)
     if report.deleted or report.references:
         log.info(
             "%s: retention (%s) deleted %d versions and %d references, %d bytes back",

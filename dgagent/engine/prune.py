@@ -243,7 +243,9 @@ class Pruner:
 
     ``protect``: told a logical key, says whether it must stay whatever the retention says
     (the agent keeps files still present in a watched folder). ``say``: told each step as a
-    line of text, as it happens.
+    line of text, as it happens. ``declined``: retirements found not worth it, kept by a caller
+    that prunes the same place again and again (the agent, at every reconcile): one whose
+    reference and files have not changed since is not re-encoded again to find the same.
     """
 
     def __init__(
@@ -254,10 +256,12 @@ class Pruner:
         protect: Callable[[str], bool] | None = None,
         now: float | None = None,
         say: Callable[[str], None] | None = None,
+        declined: set[tuple[str, ...]] | None = None,
     ) -> None:
         self.store = store
         self.retention = retention
         self.protect = protect
+        self.declined = declined if declined is not None else set()
         self.now = time.time() if now is None else now
         self.say = say or (lambda _line: None)
 
@@ -384,6 +388,9 @@ class Pruner:
         existing one of their release line not older than any of them, else a new one made
         from the newest of them; then (unless ``dryrun``) store them, each checked. Done only
         when it gives back at least RETIRE_GAIN of the old reference's size."""
+        seen = (ref.key, ref.etag, *sorted(f"{v.key} {v.entry.info.etag}" for v in dependants))
+        if seen in self.declined:
+            return None
         newest = dependants[-1]
         line = rotation.lineage(posixpath.basename(newest.key))
         same_line = [h for h in homes if rotation.lineage(posixpath.basename(h.key)) == line]
@@ -417,6 +424,7 @@ class Pruner:
             after = sum(path.stat().st_size for _, _, path, _ in encoded)
             after += target_path.stat().st_size if new_target else 0
             if before - after < RETIRE_GAIN * ref.size:
+                self.declined.add(seen)
                 gain = f"only {before - after} bytes" if after < before else "no space"
                 report.notes.append(
                     f"{self.store.url(ref.key)} was kept: re-encoding the {len(encoded)} files "

@@ -186,3 +186,24 @@ def test_bad_durations_say_how_to_write_one(text: str) -> None:
 def test_keep_last_zero_points_to_rm() -> None:
     with pytest.raises(ConfigError, match="rm -r"):
         Retention(keep_last=0)
+
+
+def test_a_retirement_found_not_worth_it_is_not_tried_again_until_something_changes(
+    store: DeltaStore, tmp_path: Path
+) -> None:
+    files = write_series(tmp_path / "src", 3)
+    put_all(store, files[:2])
+    # With version 0 gone, retiring its reference would make version 1 the reference: that
+    # gives back one small delta, under RETIRE_GAIN of the reference's size.
+    store.delete([f"{SPACE}/{files[0].name}"])
+    declined: set[tuple[str, ...]] = set()
+
+    first = Pruner(store, Retention(), declined=declined).run(f"{SPACE}/", recursive=False)
+    assert not first.retired and any("was kept" in n for n in first.notes) and declined
+    again = Pruner(store, Retention(), declined=declined).run(f"{SPACE}/", recursive=False)
+    assert not again.retired and not again.notes  # not re-encoded to find the same
+
+    put_all(store, files[2:])  # a new version against the same reference: worth a new look
+    later = Pruner(store, Retention(), declined=declined).run(f"{SPACE}/", recursive=False)
+    assert later.retired or later.notes
+    reads_back(store, files[1:], tmp_path)
