@@ -54,7 +54,7 @@ class BrowseScreen(ItemScreen):
         Binding("slash", "filter", "Filter", key_display="/", id="view.filter"),
         Binding("y", "copy", "Copy URI", show=False, id="item.copy"),
         Binding("ctrl+r", "reload", "Reload", show=False, id="browse.reload"),
-        Binding("P", "prune", "Prune", show=False, id="browse.prune"),
+        Binding("X", "prune", "Prune", show=False, id="browse.prune"),
     ]
 
     def __init__(self) -> None:

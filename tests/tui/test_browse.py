@@ -216,7 +216,7 @@ async def test_prune_asks_the_rule_previews_then_needs_the_folder_name(
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_app_folder(pilot, app)
         before = sorted(k for k in fake_agent.state.files if k.startswith("app/"))
-        await pilot.press("P")
+        await pilot.press("X")
         await settle(pilot)
         modal = app.screen
         assert isinstance(modal, PruneModal)
@@ -256,7 +256,7 @@ async def test_prune_in_read_only_mode_does_nothing(fake_agent: FakeAgent) -> No
     app = make_app(fake_agent.socket_path, read_only=True)
     async with app.run_test(size=(120, 40)) as pilot:
         await open_app_folder(pilot, app)
-        await pilot.press("P")
+        await pilot.press("X")
         await settle(pilot)
         assert not isinstance(app.screen, PruneModal)
         assert fake_agent.called("prune") == []
