@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dgagent.engine import keys
+from dgagent.engine.metadata import direct_metadata
 from dgagent.engine.prune import Pruner, Retention, parse_duration, reclaimable
 from dgagent.engine.store import DeltaStore
 from dgagent.errors import ConfigError
@@ -207,3 +208,27 @@ def test_a_retirement_found_not_worth_it_is_not_tried_again_until_something_chan
     later = Pruner(store, Retention(), declined=declined).run(f"{SPACE}/", recursive=False)
     assert later.retired or later.notes
     reads_back(store, files[1:], tmp_path)
+
+
+def test_a_pruned_name_takes_a_delta_its_whole_object_shadows(
+    store: DeltaStore, tmp_path: Path
+) -> None:
+    files = write_series(tmp_path / "src", 4)
+    put_all(store, files)
+    # Both forms of one name, as two racing writers can leave them (the whole one is read).
+    shadowed = f"{SPACE}/{files[1].name}"
+    assert keys.delta_key(shadowed) in stored(store)
+    whole = direct_metadata(
+        name=files[1].name,
+        sha256=hashlib.sha256(files[1].read_bytes()).hexdigest(),
+        size=files[1].stat().st_size,
+        mtime=files[1].stat().st_mtime,
+    )
+    store.storage.upload(shadowed, files[1], whole)
+
+    report = Pruner(store, Retention(keep_last=2)).run(f"{SPACE}/", recursive=False)
+
+    assert shadowed in {e.key for e in report.deleted}
+    left = stored(store)
+    assert shadowed not in left and keys.delta_key(shadowed) not in left
+    reads_back(store, files[2:], tmp_path)
