@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from dgagent.cli.common import Session, human, nothing_stored, print_json
@@ -39,7 +40,7 @@ def run_prune(args: argparse.Namespace, session: Session) -> int:
     return 0
 
 
-def record(url: Any, report: PruneReport) -> dict[str, Any]:
+def record(url: Callable[[str], str], report: PruneReport) -> dict[str, Any]:
     """The JSON form of a prune report (``url`` turns a key into a URL)."""
     return {
         "dryrun": report.dryrun,

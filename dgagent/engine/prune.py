@@ -38,7 +38,7 @@ from dgagent.engine.metacache import same_etag
 from dgagent.engine.metadata import Kind, StoredMeta, is_sha256
 from dgagent.engine.results import Entry
 from dgagent.engine.rotation import Cost
-from dgagent.errors import ConfigError, DgError, IntegrityError
+from dgagent.errors import CodecError, ConfigError, DgError, IntegrityError
 from dgagent.fileio import scratch_dir
 from dgagent.storage.base import ObjectInfo
 
@@ -276,8 +276,8 @@ class Pruner:
         for obj in {o.key: o for o in listing.objects}.values():
             objects.setdefault(keys.deltaspace_of(obj.key), []).append(obj)
         report = PruneReport(dryrun, self.retention)
-        report.stored_before = sum(o.size for found in objects.values() for o in found)
-        sizes = {o.key: o.size for found in objects.values() for o in found}
+        by_key = {o.key: o for found in objects.values() for o in found}
+        report.stored_before = sum(o.size for o in by_key.values())
         doomed: list[str] = []
         for space in sorted(objects):
             kept, gone = self._choose(files.get(space, []))
@@ -285,12 +285,11 @@ class Pruner:
             report.deleted += [v.entry for v in gone]
             doomed += [v.entry.stored_key for v in gone]
             # A delta that a whole object of the same name shadows goes with the name.
-            doomed += [k for v in gone if (k := keys.delta_key(v.key)) in sizes]
+            doomed += [k for v in gone if (k := keys.delta_key(v.key)) in by_key]
             for v in gone:
                 self.say(f"{_dry(dryrun)}delete: {self.store.url(v.key)}")
             report.retired += self._retire(space, kept, objects[space], report, dryrun=dryrun)
         deleted = self.store.delete_physical(doomed, dryrun=dryrun, spaces=set(objects))
-        by_key = {o.key: o for found in objects.values() for o in found}
         ref_keys = [k for k in deleted if keys.is_reference(k)]
         if dryrun:  # the retirements were not carried out, so the catalog still sees them needed
             ref_keys += [r.reference for r in report.retired if r.reference not in ref_keys]
@@ -298,8 +297,8 @@ class Pruner:
         for ref in report.references:
             self.say(f"{_dry(dryrun)}delete reference: {self.store.url(ref.key)} ({ref.size} B)")
         changed = sum(r.bytes_after - r.bytes_before + r.reference_bytes for r in report.retired)
-        gone_bytes = sum(sizes.get(k, 0) for k in deleted if not keys.is_reference(k))
-        gone_bytes += sum(ref.size for ref in report.references)
+        files_gone = [by_key[k] for k in deleted if k in by_key and not keys.is_reference(k)]
+        gone_bytes = sum(o.size for o in files_gone) + sum(r.size for r in report.references)
         report.stored_after = report.stored_before - gone_bytes + changed
         return report
 
@@ -350,7 +349,8 @@ class Pruner:
         content = {v.meta.file_sha256: v for v in kept if v.meta is not None}
         needs: dict[str, list[Version]] = {}
         for v in deltas:
-            needs.setdefault(str(v.meta.ref_sha256 if v.meta else ""), []).append(v)
+            assert v.meta is not None and v.meta.ref_sha256 is not None  # checked above
+            needs.setdefault(v.meta.ref_sha256, []).append(v)
         homes = sorted((content[s] for s in needs if s in content and s in refs), key=Version.order)
         retired: list[Retirement] = []
         retirable = [s for s in needs if s in refs and s not in content]
@@ -420,8 +420,8 @@ class Pruner:
                 )
                 return None
             new_target = home is None
-            before = ref.size + sum(v.entry.stored_size for v, _, _, _ in encoded)
-            after = sum(path.stat().st_size for _, _, path, _ in encoded)
+            before = ref.size + sum(v.entry.stored_size for v, _, _ in encoded)
+            after = sum(path.stat().st_size for _, path, _ in encoded)
             after += target_path.stat().st_size if new_target else 0
             if before - after < RETIRE_GAIN * ref.size:
                 self.declined.add(seen)
@@ -451,7 +451,7 @@ class Pruner:
                 ref.size,
                 target_key,
                 new_target,
-                tuple(v.key for v, _, _, _ in encoded),
+                tuple(v.key for v, _, _ in encoded),
                 before,
                 after,
             )
@@ -465,9 +465,10 @@ class Pruner:
         target: Version,
         target_sha: str,
         target_ref: ObjectInfo | None,
-    ) -> tuple[list[tuple[Version, Path, Path, str]] | None, Path]:
+    ) -> tuple[list[tuple[Version, Path, str]] | None, Path]:
         """Each dependant rebuilt from the store (SHA-256 checked) and encoded against the
-        target; with the target's local copy. None for the list when one has no delta."""
+        target, as (version, new delta, codec); with the target's local copy. None for the list
+        when one has no delta."""
         if target_ref is not None:
             target_path = stack.enter_context(
                 self.store.held_reference(target_ref.key, target_sha, work)
@@ -476,7 +477,7 @@ class Pruner:
             target_path = work / "target"
             self.store.get(target.key, target_path, listed=target.entry)
         archive_default = self.store.settings.codec == "archive"
-        encoded: list[tuple[Version, Path, Path, str]] = []
+        encoded: list[tuple[Version, Path, str]] = []
         for i, version in enumerate(dependants):
             meta = version.meta
             assert meta is not None and meta.file_sha256 is not None  # checked by _retire
@@ -497,34 +498,45 @@ class Pruner:
             )
             if chosen is None:
                 return None, target_path
-            encoded.append((version, source, chosen[0], chosen[1]))
+            delta = folder / "new.delta"
+            chosen[0].rename(delta)
+            # Only the deltas are kept (the rebuilt file, its expanded form and the losing
+            # codec's delta go): a retirement may move many big files.
+            for leftover in folder.iterdir():
+                if leftover != delta:
+                    leftover.unlink()
+            encoded.append((version, delta, chosen[1]))
         return encoded, target_path
 
     def _store_encoded(
         self,
-        encoded: list[tuple[Version, Path, Path, str]],
+        encoded: list[tuple[Version, Path, str]],
         ref: ObjectInfo,
         target_key: str,
         target_sha: str,
         report: PruneReport,
     ) -> bool:
-        """Replace each file's delta by its new one, then check each rebuilds from the store;
-        one that does not is stored again from its verified local copy. False when none was
-        moved (every file changed since the listing)."""
+        """Replace each file's delta by its new one, then rebuild it from the store and check
+        its SHA-256; one that fails gets its old delta back (held until then; the old reference
+        is still there). False when none was moved (every file changed since the listing)."""
         cost = Cost(target_sha)
-        for _, _, path, _ in encoded:
-            if (size := path.stat().st_size) and target_sha:
-                cost = cost.after(size)
+        for version, path, _ in encoded:
+            if version.meta is not None and version.meta.file_sha256 != target_sha:
+                cost = cost.after(path.stat().st_size)  # the target's own zero-diff is no cost
         why = f"delta: re-encoded when the reference {keys.relative_to_space(ref.key)} was retired"
-        moved: list[tuple[Version, Path]] = []
-        for version, source, path, codec in encoded:
-            now = self.store.storage.head(version.entry.stored_key)
+        moved = False
+        for version, path, codec in encoded:
+            stored_key = version.entry.stored_key
+            now = self.store.storage.head(stored_key)
             if now is None or not same_etag(now.etag, version.entry.info.etag):
                 report.notes.append(
                     f"{self.store.url(version.key)} changed since it was listed; left as it is"
                 )
                 continue
-            assert version.meta is not None
+            old = path.with_name("old.delta")
+            with old.open("wb") as f:
+                self.store.storage.download(stored_key, f)
+            assert version.meta is not None  # checked by _retire
             self.store.replace_delta(
                 version.key,
                 version.meta,
@@ -535,14 +547,17 @@ class Pruner:
                 cost=cost,
                 why=why,
             )
-            moved.append((version, source))
-        for version, source in moved:
+            moved = True
             try:
                 self.store.verify(version.key)
-            except IntegrityError as exc:
-                log.warning("%s; storing it again from its checked copy", exc)
-                self.store.put(source, version.key)
-        return bool(moved)
+            except (IntegrityError, CodecError) as exc:
+                log.warning("%s; its previous delta is put back", exc)
+                self.store.storage.upload(stored_key, old, dict(now.metadata or {}))
+                report.notes.append(
+                    f"{self.store.url(version.key)} did not rebuild from its new delta; it keeps "
+                    "its old one"
+                )
+        return moved
 
 
 def _dry(dryrun: bool) -> str:

@@ -283,10 +283,7 @@ class DeltaStore(Catalog):
         if same:
             return
         self.storage.delete(result.stored_key)
-        raise SourceChangedError(
-            f"{source} changed while it was being stored; nothing was kept, store it again "
-            "once it is complete"
-        )
+        raise _source_changed(source)
 
     def _put_delta(self, source: Path, **how: Any) -> tuple[PutResult | None, str]:
         """Store ``source`` as a delta (see ``_put_delta_once``). A reference this put created
@@ -315,7 +312,7 @@ class DeltaStore(Catalog):
                 exc,
             )
 
-    def _put_delta_once(  # noqa: PLR0911, PLR0912 (each way out says why the file goes whole)
+    def _put_delta_once(  # noqa: PLR0911 (each way out says why the file goes whole)
         self,
         source: Path,
         *,
@@ -398,9 +395,6 @@ class DeltaStore(Catalog):
                 return None, "whole: no delta against the reference rebuilt it bit-exact"
             delta_path, codec = chosen
             delta_size = delta_path.stat().st_size
-            extra = {WHY_KEY: ascii_value(why), COST_KEY: cost.encode()}
-            if codec != COMPAT:
-                extra[ZLIB_KEY] = zlib.ZLIB_RUNTIME_VERSION
             meta = delta_metadata(
                 name=name,
                 sha256=sha,
@@ -411,7 +405,7 @@ class DeltaStore(Catalog):
                 zero_diff=base.created,
                 mtime=mtime,
                 codec=None if codec == COMPAT else codec,
-                extra=extra,
+                extra=_delta_extra(why, cost, codec),
             )
             stored = keys.delta_key(key)
             report.enter("uploading", delta_size)
@@ -692,10 +686,7 @@ class DeltaStore(Catalog):
         ``source``, which a build may rewrite at any moment, while the reference must hold
         exactly the bytes its metadata names. The cache's copy when the cache takes it (held
         until the block ends), else one in the work folder."""
-        changed = SourceChangedError(
-            f"{source} changed while it was being stored; nothing was kept, store it again "
-            "once it is complete"
-        )
+        changed = _source_changed(source)
         with contextlib.ExitStack() as stack:
             try:
                 path = stack.enter_context(self.cache.holding(sha, source))
@@ -918,11 +909,6 @@ class DeltaStore(Catalog):
         """Store ``delta`` as logical ``key``'s delta, against another reference than before:
         what the old metadata says of the file (SHA-256, size, modification time, when it was
         first stored) is kept."""
-        extra = {WHY_KEY: ascii_value(why), COST_KEY: cost.encode()}
-        if meta.created_at:
-            extra["dg-created-at"] = meta.created_at
-        if codec != COMPAT:
-            extra[ZLIB_KEY] = zlib.ZLIB_RUNTIME_VERSION
         if meta.file_sha256 is None or meta.file_size is None:
             raise IntegrityError(f"{self.url(key)}: its metadata lacks the file's size or SHA-256")
         new_meta = delta_metadata(
@@ -935,7 +921,7 @@ class DeltaStore(Catalog):
             zero_diff=ref_sha256 == meta.file_sha256,
             mtime=meta.mtime,
             codec=None if codec == COMPAT else codec,
-            extra=extra,
+            extra=_delta_extra(why, cost, codec, created_at=meta.created_at),
         )
         self.storage.upload(keys.delta_key(key), delta, new_meta)
 
@@ -1071,6 +1057,27 @@ class DeltaStore(Catalog):
         raises IntegrityError on a mismatch. ``listed`` as for ``get``."""
         with self._workdir() as work:
             return self.get(key, work / "verify.out", fresh=True, listed=listed)
+
+
+def _delta_extra(
+    why: str, cost: Cost, codec: str, *, created_at: str | None = None
+) -> dict[str, str]:
+    """Our keys on a delta beyond upstream's: why it is stored so, its reference's rotation
+    state, the zlib an archive delta needs, and (for a delta rewritten) when the file was first
+    stored."""
+    extra = {WHY_KEY: ascii_value(why), COST_KEY: cost.encode()}
+    if codec != COMPAT:
+        extra[ZLIB_KEY] = zlib.ZLIB_RUNTIME_VERSION
+    if created_at:
+        extra["dg-created-at"] = created_at
+    return extra
+
+
+def _source_changed(source: Path) -> SourceChangedError:
+    return SourceChangedError(
+        f"{source} changed while it was being stored; nothing was kept, store it again "
+        "once it is complete"
+    )
 
 
 @dataclass(frozen=True)
