@@ -47,6 +47,7 @@ from dgagent.engine.archive_deflate import (
     write_stream,
 )
 from dgagent.engine.archive_recompress import Recompressor
+from dgagent.engine.archive_split import Split
 from dgagent.engine.archive_zip import deflated_members
 from dgagent.errors import IntegrityError
 
@@ -94,6 +95,9 @@ class Sources(Protocol):
 
     def member(self, part: int, size: int) -> bytes:
         """The ``size`` plain bytes that HDiffPatch part ``part`` makes."""
+
+    def splits(self, origin: int) -> list[Split]:
+        """Split points for the member whose deflated bytes start at ``origin`` ([] if none)."""
 
 
 @dataclass(frozen=True)
@@ -316,7 +320,8 @@ def _walk(
             header = tag + _read_exact(expanded, RECORD.size - 1)
             plain_size = RECORD.unpack(header)[7]
             if background.wants(plain_size):
-                total += background.add(header, _read_exact(expanded, plain_size))
+                splits = sources.splits(total) if sources is not None else []
+                total += background.add(header, _read_exact(expanded, plain_size), splits)
             else:
                 total += read_stream(expanded, out, header)
         elif tag == b"R" and sources is not None:
@@ -328,7 +333,7 @@ def _walk(
             (part,) = _PART.unpack(_read_exact(expanded, _PART.size))
             plain = sources.member(part, RECORD.unpack(header)[7])
             if background.wants(len(plain)):
-                total += background.add(header, plain)
+                total += background.add(header, plain, sources.splits(total))
             else:
                 total += read_stream(io.BytesIO(plain), out, header)
         elif tag == b"E":

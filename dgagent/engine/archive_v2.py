@@ -17,9 +17,12 @@ The delta is a container::
     then the parts, in order
 
 Part 0 is ``X``: the xdelta3 (VCDIFF) delta of the plan against the reference's expanded form.
-Every other part is ``H``: an HDiffPatch patch whose old data is the given slice of the
-reference's expanded form. Rebuilding decodes part 0 into the plan and walks it
-(``archive.rebuild``); the caller checks the file's SHA-256.
+An ``H`` part is an HDiffPatch patch whose old data is the given slice of the reference's expanded
+form. At most one ``S`` part, which no record names, lists split points for large members
+(``archive_split``): a reader that knows it recompresses those members in pieces on every core,
+one that does not (dg-agent before the split points) ignores it and recompresses them whole.
+Rebuilding decodes part 0 into the plan and walks it (``archive.rebuild``); the caller checks the
+file's SHA-256.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from dgagent.engine import archive, archive_hdiff, archive_zip
-from dgagent.engine.archive_deflate import CHUNK
+from dgagent.engine import archive, archive_hdiff, archive_split, archive_zip
+from dgagent.engine.archive_deflate import CHUNK, RECORD, Params
+from dgagent.engine.archive_recompress import Recompressor
+from dgagent.engine.archive_split import Split
 from dgagent.engine.codec import Xdelta3
 from dgagent.errors import IntegrityError
 
@@ -46,6 +51,7 @@ XDELTA3 = b"X"
 Sides = tuple[Path, Path]
 """A file and its expanded form."""
 HDIFFPATCH = b"H"
+SPLITS = b"S"
 
 
 @dataclass
@@ -58,6 +64,8 @@ class Made:
     """Members diffed by HDiffPatch (H records)."""
     plan_bytes: int = 0
     """Size of the plan xdelta3 diffed."""
+    split: int = 0
+    """Members given split points, so that a reader recompresses them on every core."""
 
 
 @dataclass(frozen=True)
@@ -129,14 +137,25 @@ def _read(src: BinaryIO, at: int, n: int) -> bytes:
     return data
 
 
+def _splits(record: archive.Record, tgt: BinaryIO, plain: bytes) -> list[Split]:
+    """Split points for a changed member the reader will recompress in the background."""
+    if not Recompressor.wants(record.size) or record.size < archive_split.MIN_PLAIN:
+        return []
+    _, level, memlevel, strategy, wbits, _, _, _ = RECORD.unpack(record.header)
+    params = Params(level, memlevel, strategy, wbits)
+    return archive_split.choose(params, _read(tgt, record.origin, record.stored), plain)
+
+
 def _write_plan(
-    reference: Sides, target: Sides, plan: BinaryIO, work: Path
+    reference: Sides, target: Sides, plan: BinaryIO, work: Path, *, split: bool
 ) -> tuple[list[_Part], Made]:
-    """Write the plan of ``target`` and its HDiffPatch parts; (the parts after part 0, counts)."""
+    """Write the plan of ``target`` and its HDiffPatch parts; (the parts after part 0, counts).
+    With ``split``, large changed members get split points (an ``S`` part)."""
     (reference_file, ref_expanded), (target_file, target_expanded) = reference, target
     ref = _Reference(reference_file, ref_expanded)
     made = Made()
     parts: list[_Part] = []
+    table: dict[int, list[Split]] = {}
     with (
         target_file.open("rb") as tgt,
         reference_file.open("rb") as ref_file,
@@ -186,11 +205,20 @@ def _write_plan(
                     parts.append(_Part(HDIFFPATCH, path, old.at, old.size))
                     plan.write(archive.part_record(record.header, len(parts)))
                     made.hdiff += 1
+                    if split and (found := _splits(record, tgt, new)):
+                        table[record.origin] = found
                     continue
+            if split and (found := _splits(record, tgt, _read(exp, record.at, record.size))):
+                table[record.origin] = found
             plan.write(record.header)
             exp.seek(record.at)
             shutil.copyfileobj(_Slice(exp, record.size), plan, CHUNK)
         plan.write(_end(tsize))
+    if table:
+        path = work / "splits"
+        path.write_bytes(archive_split.pack(table))
+        parts.append(_Part(SPLITS, path, 0, 0))
+        made.split = len(table)
     return parts, made
 
 
@@ -213,11 +241,14 @@ class _Slice:
         return data
 
 
-def encode(codec: Xdelta3, reference: Sides, target: Sides, out: Path, work: Path) -> Made:
-    """Write the archive-v2 delta of ``target`` against ``reference`` into ``out``."""
+def encode(
+    codec: Xdelta3, reference: Sides, target: Sides, out: Path, work: Path, *, split: bool = True
+) -> Made:
+    """Write the archive-v2 delta of ``target`` against ``reference`` into ``out``; with
+    ``split``, give large changed members split points."""
     plan = work / "target.plan"
     with plan.open("wb") as f:
-        parts, made = _write_plan(reference, target, f, work)
+        parts, made = _write_plan(reference, target, f, work, split=split)
     made.plan_bytes = plan.stat().st_size
     vcdiff = work / "plan.vcdiff"
     codec.encode(reference[1], plan, vcdiff)
@@ -254,6 +285,14 @@ class _Parts:
             at += length
         if self.parts[0][0] != XDELTA3:
             raise IntegrityError("an archive-v2 delta does not start with its xdelta3 part")
+        self._splits: dict[int, list[Split]] = {}
+        for differ, at, length, _, _ in self.parts:
+            if differ == SPLITS:
+                delta.seek(at)
+                self._splits = archive_split.unpack(delta, length)
+
+    def splits(self, origin: int) -> list[Split]:
+        return self._splits.get(origin, [])
 
     def extract_plan_delta(self, out: Path) -> None:
         _, at, length, _, _ = self.parts[0]
