@@ -173,6 +173,8 @@ def expand(
         pos = 0
         if kind == "zip":
             spans: Iterable[tuple[int, int | None, int | None]] = deflated_members(src, size)
+            if memo is not None and not verify:
+                memo.learn(src, [(s, n, crc) for s, n, crc in spans if n is not None])
         elif kind == "gzip":
             spans = [(start, None, None)] if (start := _gzip_data_start(src, size)) else []
         else:

@@ -8,10 +8,14 @@ the CRC-32 and length on the way. Everything streams in ``CHUNK`` pieces.
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import zlib
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from dgagent.errors import IntegrityError
 
@@ -34,6 +38,7 @@ PROBE_PLAIN = 1024 * 1024
 """At most this much plain data is recompressed per candidate while probing."""
 EARLY = 64 * 1024
 """Plain bytes recompressed per candidate before the rest of the probe (see ``_probe``)."""
+THREADS = max(2, min(8, os.cpu_count() or 2))
 RECORD = struct.Struct("<cBBBBIQQ")
 """b"D", level, memLevel, strategy, window bits, CRC-32, deflated size, plain size."""
 
@@ -98,6 +103,83 @@ class Choices:
             self.seen.clear()
         self.seen[key] = None if done is None else done[1]
         return done
+
+    def learn(self, src: BinaryIO, spans: Sequence[tuple[int, int, int | None]]) -> None:
+        """Probe the zip members at ``spans`` (start, deflated size, CRC-32) on every core,
+        so that the expansion that follows finds its choices made.
+
+        A choice depends on the previous member's parameters, which are only known in order; the
+        members are probed assuming the first member's, which a wheel or jar's members share
+        (one deflater, one level). A member whose previous member chose otherwise misses the
+        memo and is probed in order as before: what is remembered is keyed by that assumption,
+        so a wrong guess costs time, never a different expanded form. Members whose probe cannot
+        settle the choice (zlib emitted nothing yet) are left to the ordered pass too."""
+        if len(spans) < 2:
+            return
+        start, length, crc = spans[0]
+        sink = cast(BinaryIO, _Discard())
+        first = self.write(src, sink, start, length=length, crc=crc, last=None)
+        guess = first[1] if first else None
+        if guess is None:
+            return
+
+        def probe(head: bytes, length: int, crc: int | None) -> tuple[bool, Params | None]:
+            candidates, plain, used = _probe_head(head, length, guess, first=True)
+            if plain is not None:
+                return True, candidates[0] if crc in (None, zlib.crc32(plain)) else None
+            if used == 1 or not candidates:
+                return True, candidates[0] if candidates else None
+            return False, None
+
+        with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="probe") as pool:
+            waiting: deque[tuple[bytes, int | None, Future[tuple[bool, Params | None]]]] = deque()
+            for start, length, crc in spans[1:]:
+                key = _digest(src, start, length)
+                if (key, crc, guess) in self.seen:
+                    continue
+                src.seek(start)
+                head = src.read(min(PROBE, length))
+                waiting.append((key, crc, pool.submit(probe, head, length, crc)))
+                while len(waiting) > 4 * THREADS or (waiting and waiting[0][2].done()):
+                    self._keep(guess, *waiting.popleft())
+            while waiting:
+                self._keep(guess, *waiting.popleft())
+
+    def _keep(
+        self,
+        guess: Params,
+        key: bytes,
+        crc: int | None,
+        probed: Future[tuple[bool, Params | None]],
+    ) -> None:
+        settled, params = probed.result()
+        if settled:
+            if len(self.seen) >= self.limit:
+                self.seen.clear()
+            self.seen[(key, crc, guess)] = params
+
+
+class _Discard:
+    """A seekable sink that keeps nothing: ``learn`` needs a choice, not an expanded form."""
+
+    def __init__(self) -> None:
+        self._at = self._end = 0
+
+    def write(self, data: bytes) -> int:
+        self._at += len(data)
+        self._end = max(self._end, self._at)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._at
+
+    def seek(self, at: int) -> int:
+        self._at = at
+        return at
+
+    def truncate(self) -> int:
+        self._end = self._at
+        return self._at
 
 
 def _digest(src: BinaryIO, start: int, length: int) -> bytes:
@@ -191,6 +273,13 @@ def _probe(
     """
     src.seek(start)
     head = src.read(PROBE if length is None else min(PROBE, length))
+    return _probe_head(head, length, last, first)
+
+
+def _probe_head(
+    head: bytes, length: int | None, last: Params | None, first: bool
+) -> tuple[list[Params], bytes | None, int]:
+    """``_probe`` on the stream's first bytes, already read."""
     d = zlib.decompressobj(-15)
     try:
         plain = d.decompress(head, PROBE_PLAIN)

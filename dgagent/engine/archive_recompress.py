@@ -1,12 +1,15 @@
-"""Recompressing large members on every core while the rebuild walks on.
+"""Recompressing members on every core while the rebuild walks on.
 
 Rebuilding an archive delta is bound by zlib: every member that is not copied whole from the
-reference is compressed again. zlib releases the GIL, so members of at least ``MIN_PLAIN`` bytes
-go to worker threads; the rebuild leaves a hole of the member's recorded deflated size in the
-output and writes the result there when it is done (and checked). A member the delta gives split
-points for (``archive_split``) is compressed in pieces side by side and its bits spliced. At most
-``IN_FLIGHT`` members and one more read, each at most ``MAX_PLAIN`` bytes (larger ones stream as
-before), so memory stays within about (``IN_FLIGHT`` + 1) x 2 x ``MAX_PLAIN`` (200 MB).
+reference is compressed again. zlib releases the GIL, so members go to worker threads: small ones
+in batches of about ``BATCH`` plain bytes (a pure-Python wheel changes hundreds of small members
+per release), large ones alone, and a member the delta gives split points for
+(``archive_split``) in pieces side by side whose bits are then spliced. The rebuild leaves a hole
+of each member's recorded deflated size in the output and writes the result there when it is done
+and checked. Members above ``MAX_PLAIN`` stream through zlib on the walking thread as before.
+Jobs wait in order; once more than ``QUEUED_PLAIN`` plain bytes (or ``QUEUED_JOBS`` jobs) are
+waiting, the oldest is landed first, so memory stays within about 2 x (``QUEUED_PLAIN`` +
+``MAX_PLAIN``), 200 MB.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import os
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import BinaryIO
 
@@ -25,12 +28,13 @@ from dgagent.engine.archive_deflate import RECORD, Params, read_stream
 from dgagent.engine.archive_split import Split
 from dgagent.errors import IntegrityError
 
-__all__ = ["IN_FLIGHT", "MAX_PLAIN", "MIN_PLAIN", "THREADS", "Recompressor"]
+__all__ = ["BATCH", "MAX_PLAIN", "QUEUED_JOBS", "QUEUED_PLAIN", "THREADS", "Recompressor"]
 
-MIN_PLAIN = 512 * 1024
+BATCH = 256 * 1024
 MAX_PLAIN = 32 * 1024**2
-IN_FLIGHT = 2
 THREADS = max(2, min(8, os.cpu_count() or 2))
+QUEUED_PLAIN = 2 * MAX_PLAIN
+QUEUED_JOBS = 4 * THREADS
 
 
 def _recompress(header: bytes, plain: bytes) -> bytes:
@@ -39,26 +43,40 @@ def _recompress(header: bytes, plain: bytes) -> bytes:
     return out.getvalue()
 
 
-@dataclass(frozen=True)
-class _Pending:
-    at: int
-    header: bytes
-    pieces: list[Future[bytes]]
-    splits: list[Split]
-    crc: Future[int] | None
-    """The plain bytes' CRC-32, for a split member (a whole one is checked by read_stream)."""
+def _recompress_all(members: list[tuple[bytes, bytes]]) -> list[bytes]:
+    return [_recompress(header, plain) for header, plain in members]
 
-    def result(self) -> bytes:
-        if not self.splits:
-            return self.pieces[0].result()
-        _, _, _, _, _, crc, deflated, _ = RECORD.unpack(self.header)
+
+@dataclass
+class _Job:
+    """Members in flight: where each goes in the output, and how its bytes are made."""
+
+    holes: list[tuple[int, bytes]] = field(default_factory=list)
+    """(offset in the output, record header) per member."""
+    plain: int = 0
+    batch: Future[list[bytes]] | None = None
+    pieces: list[Future[bytes]] = field(default_factory=list)
+    splits: list[Split] = field(default_factory=list)
+    crc: Future[int] | None = None
+    """The plain bytes' CRC-32, for a split member (others are checked by read_stream)."""
+
+    def results(self) -> list[bytes]:
+        if self.batch is not None:
+            return self.batch.result()
+        ((_, header),) = self.holes
+        _, _, _, _, _, crc, deflated, _ = RECORD.unpack(header)
         data = archive_split.splice([p.result() for p in self.pieces], self.splits, deflated)
         if self.crc is None:
             raise IntegrityError("a split member was queued without its CRC-32")
         running = self.crc.result()
         if running != crc:
             raise IntegrityError(f"a member's CRC-32 is {running:08x}, recorded {crc:08x}")
-        return data
+        return [data]
+
+    def cancel(self) -> None:
+        for future in [self.batch, self.crc, *self.pieces]:
+            if future is not None:
+                future.cancel()
 
 
 class Recompressor:
@@ -68,11 +86,14 @@ class Recompressor:
     def __init__(self, out: BinaryIO) -> None:
         self.out = out
         self._pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="recompress")
-        self._pending: deque[_Pending] = deque()
+        self._queued: deque[_Job] = deque()
+        self._queued_plain = 0
+        self._batch = _Job()
+        self._batch_members: list[tuple[bytes, bytes]] = []
 
     @staticmethod
     def wants(plain_size: int) -> bool:
-        return MIN_PLAIN <= plain_size <= MAX_PLAIN
+        return plain_size <= MAX_PLAIN
 
     def add(self, header: bytes, plain: bytes, splits: list[Split] | None = None) -> int:
         """Queue one D record (its header, plain bytes and split points, if the delta gave any);
@@ -90,27 +111,46 @@ class Recompressor:
                 for start, end in zip(starts, ends, strict=True)
             ]
             crc = self._pool.submit(zlib.crc32, plain)
-            self._pending.append(_Pending(at, header, pieces, list(splits), crc))
+            self._queue(_Job([(at, header)], len(plain), None, pieces, list(splits), crc))
         else:
-            whole = self._pool.submit(_recompress, header, plain)
-            self._pending.append(_Pending(at, header, [whole], [], None))
-        while len(self._pending) > IN_FLIGHT:
-            self._land()
+            self._batch.holes.append((at, header))
+            self._batch.plain += len(plain)
+            self._batch_members.append((header, plain))
+            if self._batch.plain >= BATCH:
+                self._send_batch()
         return int(deflated)
 
+    def _send_batch(self) -> None:
+        if not self._batch_members:
+            return
+        job, members = self._batch, self._batch_members
+        self._batch, self._batch_members = _Job(), []
+        job.batch = self._pool.submit(_recompress_all, members)
+        self._queue(job)
+
+    def _queue(self, job: _Job) -> None:
+        self._queued.append(job)
+        self._queued_plain += job.plain
+        while len(self._queued) > 1 and (
+            self._queued_plain > QUEUED_PLAIN or len(self._queued) > QUEUED_JOBS
+        ):
+            self._land()
+
     def _land(self) -> None:
-        pending = self._pending.popleft()
-        data = pending.result()
-        deflated = RECORD.unpack(pending.header)[6]
-        if len(data) != deflated:  # read_stream checked it; a hole of the wrong size is fatal
-            raise IntegrityError(f"a member recompressed to {len(data)} bytes, not {deflated}")
+        job = self._queued.popleft()
+        self._queued_plain -= job.plain
         end = self.out.tell()
-        self.out.seek(pending.at)
-        self.out.write(data)
+        for (at, header), data in zip(job.holes, job.results(), strict=True):
+            deflated = RECORD.unpack(header)[6]
+            if len(data) != deflated:  # a hole of the wrong size would shift everything after
+                raise IntegrityError(f"a member recompressed to {len(data)} bytes, not {deflated}")
+            self.out.seek(at)
+            self.out.write(data)
         self.out.seek(end)
 
     def finish(self) -> None:
-        while self._pending:
+        self._send_batch()
+        while self._queued:
             self._land()
 
     def __enter__(self) -> Recompressor:
@@ -122,7 +162,6 @@ class Recompressor:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        for pending in self._pending:
-            for future in pending.pieces:
-                future.cancel()
+        for job in self._queued:
+            job.cancel()
         self._pool.shutdown(wait=True)

@@ -220,7 +220,7 @@ def test_large_members_recompressed_in_the_background_land_in_place(tmp_path: Pa
         for i in range(5):  # large and small members interleaved, at two levels
             words = [f"w{rng.randrange(9000)}".encode() for _ in range(500)]
             big = b" ".join(rng.choice(words) for _ in range(150_000 + 40_000 * i))
-            assert len(big) >= archive_recompress.MIN_PLAIN
+            assert len(big) >= archive_recompress.BATCH
             z.writestr(f"big{i}.txt", big, compresslevel=9 if i % 2 else 6)
             z.writestr(f"small{i}.txt", f"small {i}\n".encode() * 50)
     exp = expanded(path, tmp_path)
