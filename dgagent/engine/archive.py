@@ -171,10 +171,12 @@ def expand(
     out.write(MAGIC)
     with source.open("rb") as src:
         pos = 0
+        digests: dict[int, bytes] = {}
         if kind == "zip":
             spans: Iterable[tuple[int, int | None, int | None]] = deflated_members(src, size)
             if memo is not None and not verify:
-                memo.learn(src, [(s, n, crc) for s, n, crc in spans if n is not None])
+                inside = [(s, n, crc) for s, n, crc in spans if n is not None and s + n <= size]
+                digests = memo.learn(src, inside)
         elif kind == "gzip":
             spans = [(start, None, None)] if (start := _gzip_data_start(src, size)) else []
         else:
@@ -185,7 +187,9 @@ def expand(
                 continue  # overlapping or past the end: a lying directory; leave it verbatim
             _copy_verbatim(src, out, pos, start)
             if memo is not None and length is not None and not verify:
-                done = memo.write(src, out, start, length=length, crc=crc, last=params)
+                done = memo.write(
+                    src, out, start, length=length, crc=crc, last=params, digest=digests.get(start)
+                )
             else:
                 done = write_stream(
                     src, out, start, length=length, crc=crc, last=params, verify=verify

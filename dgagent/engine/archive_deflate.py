@@ -90,9 +90,11 @@ class Choices:
         length: int,
         crc: int | None,
         last: Params | None,
+        digest: bytes | None = None,
     ) -> tuple[int, Params, int] | None:
-        """``write_stream`` without ``verify``, replaying the choice made before on these bytes."""
-        key = (_digest(src, start, length), crc, last)
+        """``write_stream`` without ``verify``, replaying the choice made before on these bytes
+        (``digest``: their ``_digest``, when ``learn`` made it already)."""
+        key = (digest or _digest(src, start, length), crc, last)
         if key in self.seen:
             known = self.seen[key]
             if known is None:
@@ -104,7 +106,9 @@ class Choices:
         self.seen[key] = None if done is None else done[1]
         return done
 
-    def learn(self, src: BinaryIO, spans: Sequence[tuple[int, int, int | None]]) -> None:
+    def learn(
+        self, src: BinaryIO, spans: Sequence[tuple[int, int, int | None]]
+    ) -> dict[int, bytes]:
         """Probe the zip members at ``spans`` (start, deflated size, CRC-32) on every core,
         so that the expansion that follows finds its choices made.
 
@@ -113,15 +117,17 @@ class Choices:
         (one deflater, one level). A member whose previous member chose otherwise misses the
         memo and is probed in order as before: what is remembered is keyed by that assumption,
         so a wrong guess costs time, never a different expanded form. Members whose probe cannot
-        settle the choice (zlib emitted nothing yet) are left to the ordered pass too."""
+        settle the choice (zlib emitted nothing yet) are left to the ordered pass too. Returns
+        each member's ``_digest`` by its start, for ``write``."""
+        digests: dict[int, bytes] = {}
         if len(spans) < 2:
-            return
+            return digests
         start, length, crc = spans[0]
         sink = cast(BinaryIO, _Discard())
         first = self.write(src, sink, start, length=length, crc=crc, last=None)
         guess = first[1] if first else None
         if guess is None:
-            return
+            return digests
 
         def probe(head: bytes, length: int, crc: int | None) -> tuple[bool, Params | None]:
             candidates, plain, used = _probe_head(head, length, guess, first=True)
@@ -134,16 +140,23 @@ class Choices:
         with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="probe") as pool:
             waiting: deque[tuple[bytes, int | None, Future[tuple[bool, Params | None]]]] = deque()
             for start, length, crc in spans[1:]:
-                key = _digest(src, start, length)
+                if length <= PROBE:  # most members: one read gives the digest and the probe
+                    src.seek(start)
+                    head = src.read(length)
+                    key = hashlib.blake2b(head, digest_size=16).digest()
+                else:
+                    key = _digest(src, start, length)
+                    src.seek(start)
+                    head = src.read(PROBE)
+                digests[start] = key
                 if (key, crc, guess) in self.seen:
                     continue
-                src.seek(start)
-                head = src.read(min(PROBE, length))
                 waiting.append((key, crc, pool.submit(probe, head, length, crc)))
                 while len(waiting) > 4 * THREADS or (waiting and waiting[0][2].done()):
                     self._keep(guess, *waiting.popleft())
             while waiting:
                 self._keep(guess, *waiting.popleft())
+        return digests
 
     def _keep(
         self,

@@ -30,13 +30,16 @@ from __future__ import annotations
 import re
 import shutil
 import struct
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from dgagent.engine import archive, archive_hdiff, archive_split, archive_zip
 from dgagent.engine.archive_deflate import CHUNK, RECORD, Params
-from dgagent.engine.archive_recompress import Recompressor
+from dgagent.engine.archive_recompress import THREADS, Recompressor
 from dgagent.engine.archive_split import Split
 from dgagent.engine.codec import Xdelta3
 from dgagent.errors import IntegrityError
@@ -146,6 +149,43 @@ def _splits(record: archive.Record, tgt: BinaryIO, plain: bytes) -> list[Split]:
     return archive_split.choose(params, _read(tgt, record.origin, record.stored), plain)
 
 
+Choice = tuple[archive.Record, int | None, archive.Record | None]
+"""A record of the target's expanded form; where its deflated bytes are in the reference file if
+a reference member has them (an R record), or else the reference member HDiffPatch diffs it
+against (an H record)."""
+
+
+def _classify(
+    ref: _Reference, exp: BinaryIO, tgt: BinaryIO, ref_file: BinaryIO, names: dict[int, str]
+) -> list[Choice]:
+    """What each record of the target's expanded form becomes in the plan."""
+    chosen: list[Choice] = []
+    for record in list(archive.records(exp)):  # the loop reads ``exp`` too
+        if record.tag == b"V":
+            chosen.append((record, None, None))
+            continue
+        key = (record.crc, record.stored, record.size)
+        same = next(
+            (
+                at
+                for at in ref.by_content.get(key, [])
+                if _same_bytes(tgt, record.origin, ref_file, at, record.stored)
+            ),
+            None,
+        )
+        old = None if same is not None else ref.counterpart(names.get(record.origin))
+        if old is not None:
+            exp.seek(record.at)
+            if not (
+                archive_hdiff.MIN_MEMBER <= record.size <= archive_hdiff.MAX_MEMBER
+                and old.size <= archive_hdiff.MAX_MEMBER
+                and archive_hdiff.is_machine_code(exp.read(16))
+            ):
+                old = None
+        chosen.append((record, same, old))
+    return chosen
+
+
 def _write_plan(
     reference: Sides, target: Sides, plan: BinaryIO, work: Path, *, split: bool
 ) -> tuple[list[_Part], Made]:
@@ -159,7 +199,6 @@ def _write_plan(
     with (
         target_file.open("rb") as tgt,
         reference_file.open("rb") as ref_file,
-        ref_expanded.open("rb") as ref_exp,
         target_expanded.open("rb") as exp,
     ):
         tsize = target_file.stat().st_size
@@ -170,49 +209,35 @@ def _write_plan(
             ).items()
         }
         plan.write(archive.PLAN_MAGIC)
-        for record in list(archive.records(exp)):
-            if record.tag == b"V":
+        chosen = _classify(ref, exp, tgt, ref_file, names)
+        jobs = [(r.at, r.size, old.at, old.size) for r, _, old in chosen if old is not None]
+        with _Diffs(jobs, target_expanded, ref_expanded) as diffs:
+            for record, same, old in chosen:
+                if record.tag == b"V":
+                    plan.write(record.header)
+                    exp.seek(record.at)
+                    shutil.copyfileobj(_Slice(exp, record.size), plan, CHUNK)
+                    continue
+                if same is not None:
+                    plan.write(archive.reference_record(same, record.stored))
+                    made.unchanged += 1
+                    continue
+                if old is not None:
+                    new, patch = diffs.next()
+                    if patch is not None:
+                        path = work / f"part-{len(parts) + 1}.hdiff"
+                        path.write_bytes(patch)
+                        parts.append(_Part(HDIFFPATCH, path, old.at, old.size))
+                        plan.write(archive.part_record(record.header, len(parts)))
+                        made.hdiff += 1
+                        if split and (found := _splits(record, tgt, new)):
+                            table[record.origin] = found
+                        continue
+                if split and (found := _splits(record, tgt, _read(exp, record.at, record.size))):
+                    table[record.origin] = found
                 plan.write(record.header)
                 exp.seek(record.at)
                 shutil.copyfileobj(_Slice(exp, record.size), plan, CHUNK)
-                continue
-            key = (record.crc, record.stored, record.size)
-            same = next(
-                (
-                    at
-                    for at in ref.by_content.get(key, [])
-                    if _same_bytes(tgt, record.origin, ref_file, at, record.stored)
-                ),
-                None,
-            )
-            if same is not None:
-                plan.write(archive.reference_record(same, record.stored))
-                made.unchanged += 1
-                continue
-            old = ref.counterpart(names.get(record.origin))
-            exp.seek(record.at)
-            if (
-                old is not None
-                and archive_hdiff.MIN_MEMBER <= record.size <= archive_hdiff.MAX_MEMBER
-                and old.size <= archive_hdiff.MAX_MEMBER
-                and archive_hdiff.is_machine_code(exp.read(16))
-            ):
-                new = _read(exp, record.at, record.size)
-                patch = archive_hdiff.diff(_read(ref_exp, old.at, old.size), new)
-                if patch is not None:
-                    path = work / f"part-{len(parts) + 1}.hdiff"
-                    path.write_bytes(patch)
-                    parts.append(_Part(HDIFFPATCH, path, old.at, old.size))
-                    plan.write(archive.part_record(record.header, len(parts)))
-                    made.hdiff += 1
-                    if split and (found := _splits(record, tgt, new)):
-                        table[record.origin] = found
-                    continue
-            if split and (found := _splits(record, tgt, _read(exp, record.at, record.size))):
-                table[record.origin] = found
-            plan.write(record.header)
-            exp.seek(record.at)
-            shutil.copyfileobj(_Slice(exp, record.size), plan, CHUNK)
         plan.write(_end(tsize))
     if table:
         path = work / "splits"
@@ -220,6 +245,56 @@ def _write_plan(
         parts.append(_Part(SPLITS, path, 0, 0))
         made.split = len(table)
     return parts, made
+
+
+class _Diffs:
+    """HDiffPatch diffs of the plan's machine-code members, made on worker threads in the order
+    the plan needs them (HDiffPatch releases the GIL). Members run side by side only while the
+    old and new members in flight add up to at most ``archive_hdiff.MAX_MEMBER`` bytes, so memory
+    stays within what one diff of the largest member allowed may take."""
+
+    def __init__(self, jobs: list[tuple[int, int, int, int]], new: Path, old: Path) -> None:
+        self._jobs = deque(jobs)  # (new member at, size, old member at, size)
+        self._new, self._old = new, old
+        self._pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="hdiff")
+        self._running: deque[tuple[int, Future[tuple[bytes, bytes | None]]]] = deque()
+        self._bytes = 0
+        self._start()
+
+    def _start(self) -> None:
+        while self._jobs:
+            new_at, new_size, old_at, old_size = self._jobs[0]
+            weight = new_size + old_size
+            if self._running and self._bytes + weight > archive_hdiff.MAX_MEMBER:
+                return
+            self._jobs.popleft()
+            self._bytes += weight
+            job = self._pool.submit(self._diff, new_at, new_size, old_at, old_size)
+            self._running.append((weight, job))
+
+    def _diff(
+        self, new_at: int, new_size: int, old_at: int, old_size: int
+    ) -> tuple[bytes, bytes | None]:
+        with self._new.open("rb") as n, self._old.open("rb") as o:
+            new = _read(n, new_at, new_size)
+            return new, archive_hdiff.diff(_read(o, old_at, old_size), new)
+
+    def next(self) -> tuple[bytes, bytes | None]:
+        """The next member's plain bytes and its patch (None: it stays with xdelta3)."""
+        weight, job = self._running.popleft()
+        try:
+            return job.result()
+        finally:
+            self._bytes -= weight
+            self._start()
+
+    def __enter__(self) -> _Diffs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for _, job in self._running:
+            job.cancel()
+        self._pool.shutdown(wait=True)
 
 
 def _end(size: int) -> bytes:
@@ -242,15 +317,25 @@ class _Slice:
 
 
 def encode(
-    codec: Xdelta3, reference: Sides, target: Sides, out: Path, work: Path, *, split: bool = True
+    codec: Xdelta3,
+    reference: Sides,
+    target: Sides,
+    out: Path,
+    work: Path,
+    *,
+    split: bool = True,
+    on_plan: Callable[[], None] | None = None,
 ) -> Made:
     """Write the archive-v2 delta of ``target`` against ``reference`` into ``out``; with
-    ``split``, give large changed members split points."""
+    ``split``, give large changed members split points. ``on_plan`` is called as xdelta3
+    starts on the plan (it runs alone on one core for a while)."""
     plan = work / "target.plan"
     with plan.open("wb") as f:
         parts, made = _write_plan(reference, target, f, work, split=split)
     made.plan_bytes = plan.stat().st_size
     vcdiff = work / "plan.vcdiff"
+    if on_plan is not None:
+        on_plan()
     codec.encode(reference[1], plan, vcdiff)
     parts.insert(0, _Part(XDELTA3, vcdiff, 0, 0))
     with out.open("wb") as f:
@@ -301,6 +386,9 @@ class _Parts:
             shutil.copyfileobj(_Slice(self.delta, length), f, CHUNK)
 
     def copy_reference(self, offset: int, length: int, out: BinaryIO) -> None:
+        if length <= CHUNK:  # most unchanged members: one read, not a copy loop
+            out.write(_read(self.reference, offset, length))
+            return
         self.reference.seek(offset)
         shutil.copyfileobj(_Slice(self.reference, length), out, CHUNK)
 

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import IO
 
 from dgagent.errors import CodecError, ToolMissingError
 
@@ -86,6 +87,23 @@ class Xdelta3:
                 raise self._failure("encode", target, code, errors.read())
         return True
 
+    def start_encode(self, reference: Path, target: Path, out: Path) -> Encoding:
+        """Begin encoding ``target`` against ``reference`` into ``out`` in the background (a
+        child process); ``Encoding.wait`` finishes it, ``Encoding.stop`` throws it away."""
+        window = self.window_for(reference.stat().st_size)
+        argv = [self.binary, "-e", f"-{self.level}", "-D", "-R", "-f", "-B", str(window)]
+        errors = tempfile.TemporaryFile()  # noqa: SIM115 (the Encoding closes it when done)
+        try:
+            proc = subprocess.Popen(
+                [*argv, "-s", str(reference), str(target), str(out)],
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+            )
+        except FileNotFoundError as exc:
+            errors.close()
+            raise ToolMissingError(f"xdelta3 could not be started: {INSTALL_HINT}") from exc
+        return Encoding(proc, errors, target)
+
     def decode(self, reference: Path, delta: Path, out: Path, *, raw: bool = False) -> None:
         """Decode as DeltaGlider 6.x does, or with ``raw`` (``-D``) as the proxy does."""
         flags = ["-D"] if raw else []
@@ -124,6 +142,29 @@ class Xdelta3:
             f"xdelta3 could not decode {subject.name} ({last}); the delta or its reference "
             "is damaged or was made against a different reference"
         )
+
+
+class Encoding:
+    """An xdelta3 encode running in the background (``Xdelta3.start_encode``)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], errors: IO[bytes], target: Path) -> None:
+        self._proc, self._errors, self._target = proc, errors, target
+
+    def wait(self) -> None:
+        """Wait for the delta; a failure raises the same CodecError a foreground encode would."""
+        try:
+            code = self._proc.wait()
+            if code != 0:
+                self._errors.seek(0)
+                raise Xdelta3._failure("encode", self._target, code, self._errors.read())
+        finally:
+            self._errors.close()
+
+    def stop(self) -> None:
+        """Kill it (its output file is left incomplete for the caller to discard)."""
+        self._proc.kill()
+        self._proc.wait()
+        self._errors.close()
 
 
 def looks_compressed(path: Path) -> bool:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -107,15 +107,24 @@ class ExpandedReferences:
         out: Path,
         work: Path,
         sha: str,
+        *,
+        on_plan: Callable[[], None] | None = None,
+        on_encoded: Callable[[int], None] | None = None,
     ) -> bool:
         """Encode an archive-v2 delta of ``target`` against ``reference`` (each: the file and
-        its expanded form), then decode and rebuild it as a reader will and compare."""
-        check = work / "check.out"
+        its expanded form), then decode and rebuild it as a reader will and compare.
+        ``on_plan`` is called when xdelta3 starts on the plan, ``on_encoded`` with the delta's
+        size before it is checked (to run other work beside them)."""
+        check = work / "archive.check"
         for split in (True, False):
             made: archive_v2.Made | None = None
             try:
-                made = archive_v2.encode(self.codec, reference, target, out, work, split=split)
+                made = archive_v2.encode(
+                    self.codec, reference, target, out, work, split=split, on_plan=on_plan
+                )
                 log.debug("%s: %s", target[0].name, made)
+                if on_encoded is not None:
+                    on_encoded(out.stat().st_size)
                 archive_v2.decode(self.codec, reference, out, check, work)
                 rebuilt, _ = sha256_file(check)
             except (CodecError, IntegrityError) as exc:

@@ -18,6 +18,7 @@ import shutil
 import threading
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -26,7 +27,7 @@ from urllib.parse import unquote
 from dgagent.engine import archive, keys, rotation
 from dgagent.engine.cache import ReferenceCache
 from dgagent.engine.catalog import Catalog, reference_sha256
-from dgagent.engine.codec import Xdelta3, looks_compressed
+from dgagent.engine.codec import Encoding, Xdelta3, looks_compressed
 from dgagent.engine.expanded import ExpandedReferences
 from dgagent.engine.metacache import METADATA_FILE, MetadataCache
 from dgagent.engine.metadata import (
@@ -474,32 +475,79 @@ class DeltaStore(Catalog):
         over = False
         found: list[tuple[int, Path, str]] = []
         compressed_ref = looks_compressed(base.path)
-        # A new reference gets a zero-diff delta: compat (readable by DeltaGlider) unless the
-        # reference is gzip-like, which only the archive codec can decode against.
-        if expanded is not None and (compressed_ref or not base.created):
-            path = work / "archive.delta"
-            known = expanded if base.created else None  # the new reference, expanded already
-            with self.expanded.open(base.path, base.sha256, work, known) as ref:
-                pair = (base.path, ref), (source, expanded)
-                if self.expanded.encode_checked(*pair, path, work, sha):
-                    found.append((path.stat().st_size, path, archive.CODEC))
-        elif expanded is not None:
-            self.expanded.remember(base.sha256, expanded)
         size = source.stat().st_size
-        archived = found[0][0] if found else None
-        wanted = (
-            archived is None
-            or limit is None
-            or archived > limit
-            or (size <= CHEAP_COMPAT_BYTES and archived > ARCHIVE_CLEAR_WIN * size)
-        )
-        if not compressed_ref and wanted:
-            path = work / "out.delta"
-            stop = None if limit is None else int(limit)
-            checked = self._encode_checked(base.path, source, path, work, sha=sha, limit=stop)
-            if checked:
-                found.append((path.stat().st_size, path, COMPAT))
-            over = checked is None
+        compat_path = work / "out.delta"
+
+        def compat_wanted(archived: int | None) -> bool:
+            return not compressed_ref and (
+                archived is None
+                or limit is None
+                or archived > limit
+                or (size <= CHEAP_COMPAT_BYTES and archived > ARCHIVE_CLEAR_WIN * size)
+            )
+
+        # The compat delta is made beside the archive delta: its xdelta3 starts (for files where
+        # it may be wanted) while xdelta3 diffs the archive plan, on the other core, and is
+        # stopped as soon as the archive delta's size says it is not wanted; otherwise it is
+        # checked on a side thread while the archive delta is.
+        early: Encoding | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="compat") as side:
+            compat: Future[bool | None] | None = None
+
+            def speculate() -> None:
+                nonlocal early
+                if (
+                    early is None
+                    and compat is None
+                    and compat_wanted(None)
+                    and limit is not None
+                    and size <= CHEAP_COMPAT_BYTES
+                ):
+                    early = self.codec.start_encode(base.path, source, compat_path)
+
+            def start_compat(archived: int | None) -> None:
+                nonlocal compat, early
+                if compat is None and compat_wanted(archived):
+                    stop = None if limit is None else int(limit)
+                    compat = side.submit(
+                        self._encode_checked,
+                        base.path,
+                        source,
+                        compat_path,
+                        work,
+                        sha=sha,
+                        limit=stop,
+                        started=early,
+                    )
+                    early = None
+                elif early is not None:
+                    early.stop()
+                    early = None
+
+            try:
+                # A new reference gets a zero-diff delta: compat (readable by DeltaGlider)
+                # unless the reference is gzip-like, which only the archive codec can decode
+                # against.
+                if expanded is not None and (compressed_ref or not base.created):
+                    path = work / "archive.delta"
+                    known = expanded if base.created else None  # the new reference, expanded
+                    with self.expanded.open(base.path, base.sha256, work, known) as ref:
+                        pair = (base.path, ref), (source, expanded)
+                        if self.expanded.encode_checked(
+                            *pair, path, work, sha, on_plan=speculate, on_encoded=start_compat
+                        ):
+                            found.append((path.stat().st_size, path, archive.CODEC))
+                elif expanded is not None:
+                    self.expanded.remember(base.sha256, expanded)
+                start_compat(found[0][0] if found else None)
+            finally:
+                if early is not None:
+                    early.stop()
+            if compat is not None:
+                checked = compat.result()
+                if checked:
+                    found.append((compat_path.stat().st_size, compat_path, COMPAT))
+                over = checked is None
         if not found:
             return None, over
         # A compat delta wins ties: DeltaGlider can read it.
@@ -743,13 +791,19 @@ class DeltaStore(Catalog):
         *,
         sha: str,
         limit: int | None,
+        started: Encoding | None = None,
     ) -> bool | None:
-        """Encode, then decode once and compare: a delta is kept only if it rebuilds the file.
-        None when the encode was stopped past ``limit`` bytes (nothing worth checking).
+        """Encode (or finish the encode ``started`` in the background), then decode once and
+        compare: a delta is kept only if it rebuilds the file. None when the delta passed
+        ``limit`` bytes (nothing worth checking).
 
         The check decodes exactly as DeltaGlider 6.x does, so what passes is readable by it too.
         """
-        if not self.codec.encode(reference, target, out, limit=limit):
+        if started is not None:
+            started.wait()
+            if limit is not None and out.stat().st_size > limit:
+                return None
+        elif not self.codec.encode(reference, target, out, limit=limit):
             return None
         check = work / "check.out"
         try:
