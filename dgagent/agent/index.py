@@ -74,7 +74,7 @@ class Row:
     key: str | None
     kind: str | None
     codec: str | None
-    """For a delta: ``compat``, ``archive-v1`` or ``archive-v2``."""
+    """For a delta: ``compat``, ``archive-v1``, ``-v2`` or ``-v3``."""
     original_size: int | None
     stored_size: int | None
     cache_hit: int | None

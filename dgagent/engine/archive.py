@@ -44,6 +44,7 @@ from dgagent.engine.archive_deflate import (
     Choices,
     Params,
     read_stream,
+    write_inflated,
     write_stream,
 )
 from dgagent.engine.archive_recompress import Recompressor
@@ -56,7 +57,10 @@ __all__ = [
     "CODEC",
     "CODECS",
     "CODEC_V1",
+    "CODEC_V2",
     "EXPANSION",
+    "INFLATED",
+    "INFLATED_MAGIC",
     "MAGIC",
     "PLAN_MAGIC",
     "Expansion",
@@ -64,6 +68,7 @@ __all__ = [
     "Sources",
     "expand",
     "expand_for_delta",
+    "inflate",
     "rebuild",
     "records",
     "sniff",
@@ -71,13 +76,21 @@ __all__ = [
 
 CODEC_V1 = "archive-v1"
 """``dg-agent-codec`` of a VCDIFF delta between two expanded forms (still read, no longer made)."""
-CODEC = "archive-v2"
-"""``dg-agent-codec`` of the deltas made now: a container of parts, see ``archive_v2``."""
-CODECS = (CODEC_V1, CODEC)
+CODEC_V2 = "archive-v2"
+"""A container of parts (``archive_v2``) made against the reference's expanded form (still read,
+no longer made)."""
+CODEC = "archive-v3"
+"""``dg-agent-codec`` of the deltas made now: the archive-v2 container, made against the
+reference's *inflated form* (``inflate``), which a reader makes without probing zlib."""
+CODECS = (CODEC_V1, CODEC_V2, CODEC)
 EXPANSION = "archive-v1"
-"""The rules of ``expand_for_delta``, which both codec versions use for the reference."""
+"""The rules of ``expand_for_delta``, which archive-v1 and -v2 deltas use for the reference."""
+INFLATED = "archive-v3"
+"""The rules of ``inflate``, which archive-v3 deltas use for the reference."""
 MAGIC = b"DG-ARCHIVE-1\n"
 """Starts every expanded form; it is no compressor's magic, so xdelta3 never unpacks it."""
+INFLATED_MAGIC = b"DG-ARCHIVE-3\n"
+"""Starts an inflated form (a diff source only: it cannot be rebuilt)."""
 PLAN_MAGIC = b"DG-ARCHIVE-2\n"
 """Starts an archive-v2 plan (records that may point into the reference or a delta part)."""
 
@@ -263,9 +276,40 @@ def expand_for_delta(source: Path, out: BinaryIO) -> Expansion:
     return expand(source, out, verify=False, memo=CHOICES)
 
 
+def inflate(source: Path, out: BinaryIO) -> None:
+    """The inflated form of ``source``, archive-v3's diff source for a reference.
+
+    Like an expanded form, but every deflate stream that inflates cleanly (zip members within
+    their declared size and to their CRC-32; a gzip file's first member) becomes its plain
+    bytes, whether or not zlib would reproduce it, under a D header whose zlib parameters are all
+    zero. Nothing is probed or recompressed, so a reader makes it at inflate speed: the
+    reference is stored as the original file and never rebuilt from this form. Inflating is
+    deterministic, so writer and reader make the same bytes with any zlib.
+    """
+    size = source.stat().st_size
+    kind = sniff(source)
+    out.write(INFLATED_MAGIC)
+    with source.open("rb") as src:
+        spans: Iterable[tuple[int, int | None, int | None]] = []
+        if kind == "zip":
+            spans = deflated_members(src, size)
+        elif kind == "gzip" and (start := _gzip_data_start(src, size)):
+            spans = [(start, None, None)]
+        pos = 0
+        for start, length, crc in spans:
+            if start < pos or (length is not None and start + length > size):
+                continue  # overlapping or past the end: a lying directory; leave it verbatim
+            _copy_verbatim(src, out, pos, start)
+            done = write_inflated(src, out, start, length=length, crc=crc)
+            pos = start + done[0] if done is not None else start
+        _copy_verbatim(src, out, pos, size)
+    out.write(_END.pack(b"E", size))
+
+
 def records(expanded: BinaryIO) -> Iterator[Record]:
-    """The V and D records of an expanded form (from its start), without reading their data."""
-    if expanded.read(len(MAGIC)) != MAGIC:
+    """The V and D records of an expanded or inflated form (from its start), without reading
+    their data."""
+    if expanded.read(len(MAGIC)) not in (MAGIC, INFLATED_MAGIC):
         raise IntegrityError("not an expanded archive (bad magic)")
     origin = 0
     while True:

@@ -28,6 +28,7 @@ __all__ = [
     "Choices",
     "Params",
     "read_stream",
+    "write_inflated",
     "write_stream",
 ]
 
@@ -387,6 +388,26 @@ def _stream(
     if check and not matchers:
         return None
     return used, plain_size, running, matchers[0].params if matchers else None
+
+
+def write_inflated(
+    src: BinaryIO, out: BinaryIO, start: int, *, length: int | None, crc: int | None
+) -> tuple[int, int] | None:
+    """Write the deflate stream at ``start`` as a record of its plain bytes whose zlib
+    parameters are all zero (it is never recompressed); (deflated bytes, plain bytes), or None
+    with ``out`` left unchanged when it does not inflate cleanly to ``crc``."""
+    mark = out.tell()
+    done = _stream(src, out, start, length=length, check=[])
+    if done is None or (crc is not None and crc != done[2]):
+        out.seek(mark)
+        out.truncate()
+        return None
+    used, plain_size, running, _ = done
+    end = out.tell()
+    out.seek(mark)
+    out.write(RECORD.pack(b"D", 0, 0, 0, 0, running, used, plain_size))
+    out.seek(end)
+    return used, plain_size
 
 
 def read_stream(src: BinaryIO, out: BinaryIO, header: bytes) -> int:

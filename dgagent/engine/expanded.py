@@ -1,9 +1,10 @@
 """The archive codec's side of the store: references in expanded form, and checked deltas.
 
-An archive delta is made between expanded forms (docs/archive-codec.md), so the reference must be
-expanded too. That costs a pass of inflate over the whole reference, so the expanded form is kept
-in a content-addressed cache, found through a small index file named by the reference's SHA-256
-and checked against its own SHA-256 whenever it is read.
+An archive delta is made against a form of the reference with its deflate streams undone
+(docs/archive-codec.md): the *inflated* form for archive-v3 deltas (made now), the *expanded* form
+for archive-v1 and -v2 deltas (still read). Either costs a pass over the whole reference, so it is
+kept in a content-addressed cache, found through a small index file named by the reference's
+SHA-256 and the form, and checked against its own SHA-256 whenever it is read.
 """
 
 from __future__ import annotations
@@ -33,16 +34,18 @@ class ExpandedReferences:
         self.cache = cache
         self.codec = codec
 
-    def _index_path(self, ref_sha: str) -> Path:
-        """Where the SHA-256 of a reference's expanded form is noted (the cache is by content)."""
-        return self.cache.root / "index" / f"{ref_sha}.{archive.EXPANSION}"
+    def _index_path(self, ref_sha: str, form: str) -> Path:
+        """Where the SHA-256 of a reference's expanded or inflated form is noted (the cache is
+        by content)."""
+        return self.cache.root / "index" / f"{ref_sha}.{form}"
 
-    def remember(self, ref_sha: str, expanded: Path) -> None:
-        """Cache a reference's expanded form; it only saves work, so failures are warnings."""
+    def remember(self, ref_sha: str, expanded: Path, form: str = archive.EXPANSION) -> None:
+        """Cache a reference's expanded (or inflated) form; it only saves work, so failures are
+        warnings."""
         try:
             exp_sha, _ = sha256_file(expanded)
             self.cache.add(exp_sha, expanded)
-            index = self._index_path(ref_sha)
+            index = self._index_path(ref_sha, form)
             index.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd, tmp = tempfile.mkstemp(dir=index.parent, prefix=".tmp-")
             with os.fdopen(fd, "w") as f:
@@ -53,34 +56,42 @@ class ExpandedReferences:
 
     @contextlib.contextmanager
     def open(
-        self, ref: Path, ref_sha: str, work: Path, known: Path | None = None
+        self,
+        ref: Path,
+        ref_sha: str,
+        work: Path,
+        known: Path | None = None,
+        *,
+        form: str = archive.INFLATED,
     ) -> Iterator[Path]:
-        """The reference's expanded form: ``known`` (just made from the same bytes), the cached
-        copy (checked against its SHA-256 on read), or a fresh expansion, which is cached."""
+        """The reference's inflated form (or with ``form=archive.EXPANSION``, its expanded
+        form): ``known`` (just made from the same bytes), the cached copy (checked against its
+        SHA-256 on read), or a fresh one, which is cached."""
         if known is not None:
-            self.remember(ref_sha, known)
+            self.remember(ref_sha, known, form)
             yield known
             return
+        make = archive.inflate if form == archive.INFLATED else archive.expand_for_delta
         with contextlib.ExitStack() as stack:
             path: Path | None = None
             try:
-                noted = self._index_path(ref_sha).read_text().strip()
+                noted = self._index_path(ref_sha, form).read_text().strip()
             except OSError:
                 noted = ""
             if is_sha256(noted):
 
                 def fill(f: BinaryIO) -> None:
-                    archive.expand_for_delta(ref, f)
+                    make(ref, f)
 
                 try:
                     path = stack.enter_context(self.cache.reference(noted, fill)).path
                 except (IntegrityError, CacheError) as exc:
                     log.warning("expanded reference cache: %s; expanding again", exc)
             if path is None:
-                path = work / "reference.expanded"
+                path = work / f"reference.{form}"
                 with path.open("wb") as f:
-                    archive.expand_for_delta(ref, f)
-                self.remember(ref_sha, path)
+                    make(ref, f)
+                self.remember(ref_sha, path, form)
             yield path
 
     @staticmethod
@@ -146,11 +157,12 @@ class ExpandedReferences:
     def rebuild(
         self, ref: Path, ref_sha: str, delta: Path, out: Path, work: Path, *, codec: str
     ) -> None:
-        """Apply an archive delta of ``codec`` (archive-v1 or -v2) to the reference's expanded
-        form, then recompress (each member's CRC-32 is checked by archive.rebuild; the caller
-        checks the file's SHA-256)."""
-        with self.open(ref, ref_sha, work) as ref_expanded:
-            if codec == archive.CODEC:
+        """Apply an archive delta of ``codec`` (archive-v1, -v2 or -v3) to the reference's
+        inflated or expanded form, then recompress (each member's CRC-32 is checked by
+        archive.rebuild; the caller checks the file's SHA-256)."""
+        form = archive.INFLATED if codec == archive.CODEC else archive.EXPANSION
+        with self.open(ref, ref_sha, work, form=form) as ref_expanded:
+            if codec in (archive.CODEC, archive.CODEC_V2):
                 archive_v2.decode(self.codec, (ref, ref_expanded), delta, out, work)
                 return
             expanded = work / "out.expanded"

@@ -30,7 +30,7 @@ class PutResult:
     cache_hit: bool | None
     """Whether the reference came from the cache; None when no reference was read."""
     codec: str | None = None
-    """For a delta: ``compat``, ``archive-v1`` or ``archive-v2``; None for a direct file."""
+    """For a delta: ``compat``, ``archive-v1``, ``-v2`` or ``-v3``; None for a direct file."""
     why: str = ""
     """Why it was stored as it was: ``delta against <reference key>``, ``new reference: …``
     or ``whole: …`` (also recorded in its metadata as ``dg-agent-why``)."""

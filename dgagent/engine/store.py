@@ -530,15 +530,12 @@ class DeltaStore(Catalog):
                 # against.
                 if expanded is not None and (compressed_ref or not base.created):
                     path = work / "archive.delta"
-                    known = expanded if base.created else None  # the new reference, expanded
-                    with self.expanded.open(base.path, base.sha256, work, known) as ref:
+                    with self.expanded.open(base.path, base.sha256, work) as ref:
                         pair = (base.path, ref), (source, expanded)
                         if self.expanded.encode_checked(
                             *pair, path, work, sha, on_plan=speculate, on_encoded=start_compat
                         ):
                             found.append((path.stat().st_size, path, archive.CODEC))
-                elif expanded is not None:
-                    self.expanded.remember(base.sha256, expanded)
                 start_compat(found[0][0] if found else None)
             finally:
                 if early is not None:

@@ -45,7 +45,7 @@ class QueueRow:
     path: str
     state: str  # queued, uploading, stored, failed
     kind: str | None = None  # reference, delta, direct, plain
-    codec: str | None = None  # for a delta: compat, archive-v1 or archive-v2
+    codec: str | None = None  # for a delta: compat, archive-v1, -v2 or -v3
     original: int | None = None
     stored: int | None = None
     cache_hit: bool | None = None

@@ -204,14 +204,14 @@ def test_each_files_codec_is_reported(agent: AgentProc, tmp_path: Path) -> None:
     agent.wait_idle()
     items = {i["path"]: i for i in agent.call("queue", {"state": "stored"})["items"]}
     assert items["app-1.0.zip"]["codec"] == "compat"  # the delta of the reference's own file
-    assert items["app-1.1.zip"]["codec"] == items["app-1.2.zip"]["codec"] == "archive-v2"
+    assert items["app-1.1.zip"]["codec"] == items["app-1.2.zip"]["codec"] == "archive-v3"
     logged = {t["path"]: t["codec"] for t in agent.call("transfers", {"limit": 10})["items"]}
-    assert logged["app-1.2.zip"] == "archive-v2"
+    assert logged["app-1.2.zip"] == "archive-v3"
     listing = agent.call("browse.list", {"url": f"file://{root}/rel/"})
     assert {f["name"]: f["codec"] for f in listing["files"]} == {
         "app-1.0.zip": "compat",
-        "app-1.1.zip": "archive-v2",
-        "app-1.2.zip": "archive-v2",
+        "app-1.1.zip": "archive-v3",
+        "app-1.2.zip": "archive-v3",
     }
     # The README's one definition: stored bytes are every object there, references included.
     physical = [p for p in (root / "rel").rglob("*") if p.is_file() and ".dg-" not in str(p)]

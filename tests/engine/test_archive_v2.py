@@ -150,7 +150,7 @@ def test_damaged_hdiffpatch_part_is_refused(tmp_path: Path) -> None:
         archive_v2.decode(Xdelta3(), sides, delta, tmp_path / "o", tmp_path)
 
 
-def test_store_writes_v2_and_reads_it_back_with_a_cold_cache(
+def test_store_writes_v3_and_reads_it_back_with_a_cold_cache(
     store: DeltaStore, tmp_path: Path
 ) -> None:
     ours = DeltaStore(
@@ -163,7 +163,7 @@ def test_store_writes_v2_and_reads_it_back_with_a_cold_cache(
     assert [r.codec for r in results] == ["compat", archive.CODEC, archive.CODEC]
     head = ours.storage.head(f"rel/{files[2].name}.delta")
     assert head is not None and head.metadata is not None
-    assert head.metadata[CODEC_KEY] == "archive-v2"
+    assert head.metadata[CODEC_KEY] == "archive-v3"
     cold = DeltaStore(
         store.storage, settings=EngineSettings(cache_dir=tmp_path / "cold" / "references")
     )
@@ -195,6 +195,25 @@ def test_an_archive_v1_store_written_before_v2_still_reads(tmp_path: Path) -> No
         assert z.read("pkg/mod3.py").startswith(b"# v1\n")
     # and twice, from the expanded reference it cached the first time
     assert reader.get("rel/pkg-1.1-py3-none-any.whl", out).sha256 == got.sha256
+
+
+def test_an_archive_v2_store_written_before_v3_still_reads(tmp_path: Path) -> None:
+    """tests/engine/data/archive-v2-store was written by dg-agent before archive-v3 (the script
+    beside it, run at commit b5567ea): a compat reference and an archive-v2 delta with an
+    HDiffPatch part, made against the reference's expanded (not inflated) form."""
+    root = tmp_path / "store"
+    shutil.copytree(DATA / "archive-v2-store", root)
+    settings = EngineSettings(cache_dir=tmp_path / "cache" / "references")
+    reader = open_store(LocalStorage(root), settings=settings)
+    name = "rel/nat-1.1-cp311-linux_x86_64.whl"
+    head = reader.storage.head(f"{name}.delta")
+    assert head is not None and head.metadata is not None
+    assert head.metadata[CODEC_KEY] == archive.CODEC_V2
+    out = tmp_path / "out.whl"
+    want = "d31077e5a576df8123bc8d86377926e37d9c38643b12fc5f69f9d9d7024e8993"
+    assert reader.get(name, out).sha256 == sha(out) == want
+    assert out.read_bytes() == native_wheel(tmp_path / "again.whl", 1).read_bytes()
+    assert reader.get(name, out).sha256 == want  # from the cached expanded reference
 
 
 def test_remembered_choices_give_the_same_expansion(tmp_path: Path) -> None:
@@ -237,7 +256,7 @@ def test_large_members_recompressed_in_the_background_land_in_place(tmp_path: Pa
         archive.rebuild(io.BytesIO(bytes(data)), io.BytesIO())
 
 
-def test_migrate_reads_v1_and_writes_v2_and_ls_stats_show_both(
+def test_migrate_reads_v1_and_writes_v3_and_ls_stats_show_both(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src = tmp_path / "src"
@@ -252,7 +271,7 @@ def test_migrate_reads_v1_and_writes_v2_and_ls_stats_show_both(
     for w in wheels:
         run("cp", "-q", "--codec", "archive", str(w), f"file://{src}/nat/")
     listing = run("ls", "-r", f"file://{src}/")
-    assert "[archive-v1]" in listing and "[archive-v2]" in listing
+    assert "[archive-v1]" in listing and "[archive-v3]" in listing
     assert json.loads(run("stats", "--json", f"file://{src}/"))["total"]["archive_files"] == 2
 
     monkeypatch.setenv("DG_CODEC", "archive")
@@ -277,7 +296,7 @@ def test_rotation_makes_a_new_reference_and_archive_deltas_follow_it(
 ) -> None:
     """The reference policy (rotate, the default) weighs archive deltas like any other: a version
     whose native code was rewritten becomes the next reference, and the one after it is an
-    archive-v2 delta against that reference."""
+    archive-v3 delta against that reference."""
     ours = DeltaStore(
         store.storage,
         settings=EngineSettings(
