@@ -27,6 +27,7 @@ file's SHA-256.
 
 from __future__ import annotations
 
+import bisect
 import re
 import shutil
 import struct
@@ -93,12 +94,14 @@ class _Reference:
 
     def __init__(self, original: Path, expanded: Path) -> None:
         self.by_content: dict[tuple[int, int, int], list[int]] = {}
+        self.by_deflated: dict[tuple[int, int], list[int]] = {}
         self.by_origin: dict[int, archive.Record] = {}
         with expanded.open("rb") as f:
             for record in archive.records(f):
                 if record.tag == b"D":
                     key = (record.crc, record.stored, record.size)
                     self.by_content.setdefault(key, []).append(record.origin)
+                    self.by_deflated.setdefault(key[:2], []).append(record.origin)
                     self.by_origin[record.origin] = record
         self.by_name: dict[str, archive.Record] = {}
         shapes: dict[str, list[archive.Record]] = {}
@@ -186,6 +189,55 @@ def _classify(
     return chosen
 
 
+def _unchanged_verbatim(
+    ref: _Reference, tgt: BinaryIO, tsize: int, ref_file: BinaryIO, expanded: set[int]
+) -> list[tuple[int, int, int]]:
+    """(start, length, where in the reference file) of each deflated target member left verbatim
+    (not in ``expanded``) whose bytes a reference member has, by CRC-32 and length and then
+    compared. Members zlib does not
+    reproduce stay verbatim in the target's expanded form, but the reference's inflated form
+    undoes them, so xdelta3 would no longer find them there: they are copied instead."""
+    found: list[tuple[int, int, int]] = []
+    for start, length, crc in archive_zip.deflated_members(tgt, tsize):
+        if length is None or crc is None or start + length > tsize or start in expanded:
+            continue
+        same = next(
+            (
+                at
+                for at in ref.by_deflated.get((crc, length), [])
+                if _same_bytes(tgt, start, ref_file, at, length)
+            ),
+            None,
+        )
+        if same is not None:
+            found.append((start, length, same))
+    return found
+
+
+def _write_verbatim(
+    record: archive.Record, exp: BinaryIO, plan: BinaryIO, copies: list[tuple[int, int, int]]
+) -> int:
+    """Write a V record of the target's expanded form into the plan, with the unchanged members
+    inside it (``copies``, sorted) as R records; returns how many it copied."""
+    end = record.origin + record.size
+    pos, copied = record.origin, 0
+    first = bisect.bisect_left(copies, (record.origin, 0, 0))
+    for start, length, same in copies[first:]:
+        if start + length > end:
+            break
+        if start > pos:
+            plan.write(struct.pack("<cQ", b"V", start - pos))
+            exp.seek(record.at + pos - record.origin)
+            shutil.copyfileobj(_Slice(exp, start - pos), plan, CHUNK)
+        plan.write(archive.reference_record(same, length))
+        pos, copied = start + length, copied + 1
+    if end > pos:
+        plan.write(struct.pack("<cQ", b"V", end - pos))
+        exp.seek(record.at + pos - record.origin)
+        shutil.copyfileobj(_Slice(exp, end - pos), plan, CHUNK)
+    return copied
+
+
 def _write_plan(
     reference: Sides, target: Sides, plan: BinaryIO, work: Path, *, split: bool
 ) -> tuple[list[_Part], Made]:
@@ -210,13 +262,13 @@ def _write_plan(
         }
         plan.write(archive.PLAN_MAGIC)
         chosen = _classify(ref, exp, tgt, ref_file, names)
+        expanded = {r.origin for r, _, _ in chosen if r.tag == b"D"}
+        copies = _unchanged_verbatim(ref, tgt, tsize, ref_file, expanded)
         jobs = [(r.at, r.size, old.at, old.size) for r, _, old in chosen if old is not None]
         with _Diffs(jobs, target_expanded, ref_expanded) as diffs:
             for record, same, old in chosen:
                 if record.tag == b"V":
-                    plan.write(record.header)
-                    exp.seek(record.at)
-                    shutil.copyfileobj(_Slice(exp, record.size), plan, CHUNK)
+                    made.unchanged += _write_verbatim(record, exp, plan, copies)
                     continue
                 if same is not None:
                     plan.write(archive.reference_record(same, record.stored))
