@@ -266,12 +266,13 @@ def _gzip_data_start(src: BinaryIO, size: int) -> int | None:
 
 
 def expand_for_delta(source: Path, out: BinaryIO) -> Expansion:
-    """The archive-v1 expansion, as both writer and reader of a delta make it.
+    """The archive-v1 expansion: of every target, and of the reference an archive-v1 or -v2
+    delta was made against (archive-v3 deltas use the reference's ``inflate`` form).
 
-    The reference's expanded form is never rebuilt, only diffed against, so it must simply come
+    A reference's expanded form is never rebuilt, only diffed against, so it must simply come
     out the same on both sides: its rules (candidates, probe size, no full verification) are part
-    of the archive-v1 format and cannot change without a new codec version. A target member that
-    would not recompress exactly is caught by the decode check before upload.
+    of the archive-v1 and -v2 formats and cannot change. A target member that would not
+    recompress exactly is caught by the decode check before upload.
     """
     return expand(source, out, verify=False, memo=CHOICES)
 

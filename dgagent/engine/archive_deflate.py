@@ -25,6 +25,7 @@ __all__ = [
     "PROBE",
     "PROBE_PLAIN",
     "RECORD",
+    "THREADS",
     "Choices",
     "Params",
     "read_stream",
@@ -40,6 +41,7 @@ PROBE_PLAIN = 1024 * 1024
 EARLY = 64 * 1024
 """Plain bytes recompressed per candidate before the rest of the probe (see ``_probe``)."""
 THREADS = max(2, min(8, os.cpu_count() or 2))
+"""Worker threads for zlib and HDiffPatch work (both release the GIL): one per core, 2 to 8."""
 RECORD = struct.Struct("<cBBBBIQQ")
 """b"D", level, memLevel, strategy, window bits, CRC-32, deflated size, plain size."""
 

@@ -15,7 +15,6 @@ waiting, the oldest is landed first, so memory stays within about 2 x (``QUEUED_
 from __future__ import annotations
 
 import io
-import os
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,7 +23,7 @@ from types import TracebackType
 from typing import BinaryIO
 
 from dgagent.engine import archive_split
-from dgagent.engine.archive_deflate import RECORD, Params, read_stream
+from dgagent.engine.archive_deflate import RECORD, THREADS, Params, read_stream
 from dgagent.engine.archive_split import Split
 from dgagent.errors import IntegrityError
 
@@ -32,7 +31,6 @@ __all__ = ["BATCH", "MAX_PLAIN", "QUEUED_JOBS", "QUEUED_PLAIN", "THREADS", "Reco
 
 BATCH = 256 * 1024
 MAX_PLAIN = 32 * 1024**2
-THREADS = max(2, min(8, os.cpu_count() or 2))
 QUEUED_PLAIN = 2 * MAX_PLAIN
 QUEUED_JOBS = 4 * THREADS
 

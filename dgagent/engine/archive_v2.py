@@ -1,11 +1,15 @@
-"""archive-v2 deltas: a plan of the target diffed by xdelta3, plus one HDiffPatch part per
-native member.
+"""archive-v2 and -v3 deltas: a plan of the target diffed by xdelta3, plus one HDiffPatch part
+per native member.
+
+The two versions share this container and differ only in the reference's *source form*, which
+the caller passes as the reference's second side: archive-v3 (made now) uses the inflated form
+(``archive.inflate``), archive-v2 (still read) the expanded form.
 
 The target's expanded form becomes a *plan* (``archive.PLAN_MAGIC``) in which
 
 - a member whose deflated bytes are those of a reference member becomes an ``R`` record (copy
   them from ``reference.bin``: nothing to inflate, diff or recompress; the bytes were compared
-  when the plan was made);
+  when the plan was made), whether the target's expanded form holds it inflated or verbatim;
 - a machine-code member (``archive_hdiff.is_machine_code``) between ``MIN_MEMBER`` and
   ``MAX_MEMBER`` whose name (or its name without digits and hashes) a reference member has
   becomes an ``H`` record, its plain bytes an HDiffPatch part against that member's plain bytes;
@@ -16,9 +20,9 @@ The delta is a container::
     DELTA_MAGIC  u32 count  count x (c differ, u64 length, u64 source offset, u64 source length)
     then the parts, in order
 
-Part 0 is ``X``: the xdelta3 (VCDIFF) delta of the plan against the reference's expanded form.
-An ``H`` part is an HDiffPatch patch whose old data is the given slice of the reference's expanded
-form. At most one ``S`` part, which no record names, lists split points for large members
+Part 0 is ``X``: the xdelta3 (VCDIFF) delta of the plan against the reference's source form.
+An ``H`` part is an HDiffPatch patch whose old data is the given slice of the source form. At
+most one ``S`` part, which no record names, lists split points for large members
 (``archive_split``): a reader that knows it recompresses those members in pieces on every core,
 one that does not (dg-agent before the split points) ignores it and recompresses them whole.
 Rebuilding decodes part 0 into the plan and walks it (``archive.rebuild``); the caller checks the

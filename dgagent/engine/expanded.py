@@ -39,7 +39,7 @@ class ExpandedReferences:
         by content)."""
         return self.cache.root / "index" / f"{ref_sha}.{form}"
 
-    def remember(self, ref_sha: str, expanded: Path, form: str = archive.EXPANSION) -> None:
+    def remember(self, ref_sha: str, expanded: Path, form: str) -> None:
         """Cache a reference's expanded (or inflated) form; it only saves work, so failures are
         warnings."""
         try:
@@ -60,17 +60,12 @@ class ExpandedReferences:
         ref: Path,
         ref_sha: str,
         work: Path,
-        known: Path | None = None,
         *,
         form: str = archive.INFLATED,
     ) -> Iterator[Path]:
         """The reference's inflated form (or with ``form=archive.EXPANSION``, its expanded
-        form): ``known`` (just made from the same bytes), the cached copy (checked against its
-        SHA-256 on read), or a fresh one, which is cached."""
-        if known is not None:
-            self.remember(ref_sha, known, form)
-            yield known
-            return
+        form): the cached copy (checked against its SHA-256 on read), or a fresh one, which is
+        cached."""
         make = archive.inflate if form == archive.INFLATED else archive.expand_for_delta
         with contextlib.ExitStack() as stack:
             path: Path | None = None

@@ -525,6 +525,13 @@ class DeltaStore(Catalog):
                     early = None
 
             try:
+                # When the first delta against this reference was above the archive codec's
+                # clear win, this one likely is too and compat will be wanted: start it now,
+                # beside the whole archive encode (HDiffPatch diffs and all), not just its end.
+                cost = base.cost
+                first = cost.first if cost and cost.ref_sha256 == base.sha256 else None
+                if first is not None and first > ARCHIVE_CLEAR_WIN * size:
+                    speculate()
                 # A new reference gets a zero-diff delta: compat (readable by DeltaGlider)
                 # unless the reference is gzip-like, which only the archive codec can decode
                 # against.
