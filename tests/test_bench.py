@@ -10,12 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import bench.cli
+import bench.codec_compare
 import bench.prune
 import bench.report
 import bench.scale
 import bench.series
 from tests.artifacts import write_series
+from tests.engine.test_archive_v2 import native_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,3 +145,24 @@ def test_scale_section_alone_on_a_small_bucket(tmp_path: Path) -> None:
     assert all(0 < r["cpu_seconds"] < 60 for k, r in rows.items() if k != "boto3 list")
     assert "### Bucket scale" in done.stdout
     assert f"| dg-agent `ls -r` again (warm) | {files} files | 1 | 0 |" in done.stdout
+
+
+def test_codec_compare_prints_every_variant_and_reads_back_bit_exact(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bench/codec_compare.py on a small family of native wheels: one row per variant, the
+    archive/compat ratio row, every file read back bit-exact."""
+    family = tmp_path / "nat"
+    family.mkdir()
+    for v in range(3):
+        native_wheel(family / f"nat-1.{v}-cp311-linux_x86_64.whl", v)
+    assert bench.codec_compare.main([str(family), "--repeat", "2"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| nat |")]
+    assert [r.split("|")[4].strip() for r in rows] == [
+        "compat",
+        "archive, xdelta3 only",
+        "archive",
+        "archive / compat",
+    ]
+    assert all(r.split("|")[11].strip() == "yes" for r in rows[:3])
+    assert "2 archive-v3" in rows[2]
