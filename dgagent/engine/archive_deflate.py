@@ -212,9 +212,16 @@ def _digest(src: BinaryIO, start: int, length: int) -> bytes:
 
 
 def _replay(
-    src: BinaryIO, out: BinaryIO, start: int, length: int, *, crc: int | None, params: Params
+    src: BinaryIO,
+    out: BinaryIO,
+    start: int,
+    length: int | None,
+    *,
+    crc: int | None,
+    params: Params,
 ) -> tuple[int, Params, int] | None:
-    """Write the stream as a D record with ``params``, known to reproduce these very bytes."""
+    """Write the stream as a D record with ``params``, known to reproduce these very bytes (or
+    all zero, for an inflated form)."""
     mark = out.tell()
     done = _stream(src, out, start, length=length, check=[])
     if done is None or (crc is not None and crc != done[2]):
@@ -392,24 +399,18 @@ def _stream(
     return used, plain_size, running, matchers[0].params if matchers else None
 
 
+_INFLATED = Params(0, 0, 0, 0)
+"""The all-zero parameters of an inflated form's records: never recompressed (or valid)."""
+
+
 def write_inflated(
     src: BinaryIO, out: BinaryIO, start: int, *, length: int | None, crc: int | None
 ) -> tuple[int, int] | None:
     """Write the deflate stream at ``start`` as a record of its plain bytes whose zlib
     parameters are all zero (it is never recompressed); (deflated bytes, plain bytes), or None
     with ``out`` left unchanged when it does not inflate cleanly to ``crc``."""
-    mark = out.tell()
-    done = _stream(src, out, start, length=length, check=[])
-    if done is None or (crc is not None and crc != done[2]):
-        out.seek(mark)
-        out.truncate()
-        return None
-    used, plain_size, running, _ = done
-    end = out.tell()
-    out.seek(mark)
-    out.write(RECORD.pack(b"D", 0, 0, 0, 0, running, used, plain_size))
-    out.seek(end)
-    return used, plain_size
+    done = _replay(src, out, start, length, crc=crc, params=_INFLATED)
+    return None if done is None else (done[0], done[2])
 
 
 def read_stream(src: BinaryIO, out: BinaryIO, header: bytes) -> int:
