@@ -66,12 +66,14 @@ __all__ = [
     "Expansion",
     "Record",
     "Sources",
+    "end_record",
     "expand",
     "expand_for_delta",
     "inflate",
     "rebuild",
     "records",
     "sniff",
+    "verbatim_header",
 ]
 
 CODEC_V1 = "archive-v1"
@@ -217,14 +219,14 @@ def expand(
             result.plain_bytes += plain
             pos = start + used
         _copy_verbatim(src, out, pos, size)
-    out.write(_END.pack(b"E", size))
+    out.write(end_record(size))
     return result
 
 
 def _copy_verbatim(src: BinaryIO, out: BinaryIO, start: int, end: int) -> None:
     if end <= start:
         return
-    out.write(_VERBATIM.pack(b"V", end - start))
+    out.write(verbatim_header(end - start))
     src.seek(start)
     left = end - start
     while left:
@@ -304,7 +306,7 @@ def inflate(source: Path, out: BinaryIO) -> None:
             done = write_inflated(src, out, start, length=length, crc=crc)
             pos = start + done[0] if done is not None else start
         _copy_verbatim(src, out, pos, size)
-    out.write(_END.pack(b"E", size))
+    out.write(end_record(size))
 
 
 def records(expanded: BinaryIO) -> Iterator[Record]:
@@ -330,6 +332,16 @@ def records(expanded: BinaryIO) -> Iterator[Record]:
         yield record
         expanded.seek(record.at + record.size)
         origin += record.stored
+
+
+def verbatim_header(n: int) -> bytes:
+    """The header of a V record of ``n`` bytes (they follow it)."""
+    return _VERBATIM.pack(b"V", n)
+
+
+def end_record(size: int) -> bytes:
+    """The E record that closes an expanded form or plan of a ``size``-byte file."""
+    return _END.pack(b"E", size)
 
 
 def reference_record(offset: int, length: int) -> bytes:

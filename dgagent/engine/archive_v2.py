@@ -97,15 +97,14 @@ class _Reference:
     """What the plan needs to know of the reference: its D records, by content and by name."""
 
     def __init__(self, original: Path, expanded: Path) -> None:
-        self.by_content: dict[tuple[int, int, int], list[int]] = {}
         self.by_deflated: dict[tuple[int, int], list[int]] = {}
+        """Where D records' deflated bytes start in the reference file, by (CRC-32, size)."""
         self.by_origin: dict[int, archive.Record] = {}
         with expanded.open("rb") as f:
             for record in archive.records(f):
                 if record.tag == b"D":
-                    key = (record.crc, record.stored, record.size)
-                    self.by_content.setdefault(key, []).append(record.origin)
-                    self.by_deflated.setdefault(key[:2], []).append(record.origin)
+                    key = (record.crc, record.stored)
+                    self.by_deflated.setdefault(key, []).append(record.origin)
                     self.by_origin[record.origin] = record
         self.by_name: dict[str, archive.Record] = {}
         shapes: dict[str, list[archive.Record]] = {}
@@ -120,6 +119,20 @@ class _Reference:
                     shapes.setdefault(_shape(member.name), []).append(found)
         # A shape two members share pairs nothing: which one is meant is a guess.
         self.by_shape = {shape: same[0] for shape, same in shapes.items() if len(same) == 1}
+
+    def copy_of(
+        self, ref_file: BinaryIO, tgt: BinaryIO, start: int, n: int, crc: int
+    ) -> int | None:
+        """Where in the reference file a member has the ``n`` deflated bytes the target has at
+        ``start`` (found by CRC-32 and size, then compared), or None."""
+        return next(
+            (
+                at
+                for at in self.by_deflated.get((crc, n), [])
+                if _same_bytes(tgt, start, ref_file, at, n)
+            ),
+            None,
+        )
 
     def counterpart(self, name: str | None) -> archive.Record | None:
         if name is None:
@@ -171,15 +184,7 @@ def _classify(
         if record.tag == b"V":
             chosen.append((record, None, None))
             continue
-        key = (record.crc, record.stored, record.size)
-        same = next(
-            (
-                at
-                for at in ref.by_content.get(key, [])
-                if _same_bytes(tgt, record.origin, ref_file, at, record.stored)
-            ),
-            None,
-        )
+        same = ref.copy_of(ref_file, tgt, record.origin, record.stored, record.crc)
         old = None if same is not None else ref.counterpart(names.get(record.origin))
         if old is not None:
             exp.seek(record.at)
@@ -205,15 +210,7 @@ def _unchanged_verbatim(
     for start, length, crc in archive_zip.deflated_members(tgt, tsize):
         if length is None or crc is None or start + length > tsize or start in expanded:
             continue
-        same = next(
-            (
-                at
-                for at in ref.by_deflated.get((crc, length), [])
-                if _same_bytes(tgt, start, ref_file, at, length)
-            ),
-            None,
-        )
-        if same is not None:
+        if (same := ref.copy_of(ref_file, tgt, start, length, crc)) is not None:
             found.append((start, length, same))
     return found
 
@@ -225,20 +222,21 @@ def _write_verbatim(
     inside it (``copies``, sorted) as R records; returns how many it copied."""
     end = record.origin + record.size
     pos, copied = record.origin, 0
+
+    def verbatim_to(upto: int) -> None:
+        if upto > pos:
+            plan.write(archive.verbatim_header(upto - pos))
+            exp.seek(record.at + pos - record.origin)
+            shutil.copyfileobj(_Slice(exp, upto - pos), plan, CHUNK)
+
     first = bisect.bisect_left(copies, (record.origin, 0, 0))
     for start, length, same in copies[first:]:
         if start + length > end:
             break
-        if start > pos:
-            plan.write(struct.pack("<cQ", b"V", start - pos))
-            exp.seek(record.at + pos - record.origin)
-            shutil.copyfileobj(_Slice(exp, start - pos), plan, CHUNK)
+        verbatim_to(start)
         plan.write(archive.reference_record(same, length))
         pos, copied = start + length, copied + 1
-    if end > pos:
-        plan.write(struct.pack("<cQ", b"V", end - pos))
-        exp.seek(record.at + pos - record.origin)
-        shutil.copyfileobj(_Slice(exp, end - pos), plan, CHUNK)
+    verbatim_to(end)
     return copied
 
 
@@ -294,7 +292,7 @@ def _write_plan(
                 plan.write(record.header)
                 exp.seek(record.at)
                 shutil.copyfileobj(_Slice(exp, record.size), plan, CHUNK)
-        plan.write(_end(tsize))
+        plan.write(archive.end_record(tsize))
     if table:
         path = work / "splits"
         path.write_bytes(archive_split.pack(table))
@@ -351,10 +349,6 @@ class _Diffs:
         for _, job in self._running:
             job.cancel()
         self._pool.shutdown(wait=True)
-
-
-def _end(size: int) -> bytes:
-    return struct.pack("<cQ", b"E", size)
 
 
 class _Slice:
