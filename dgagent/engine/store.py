@@ -472,11 +472,9 @@ class DeltaStore(Catalog):
         is above ARCHIVE_CLEAR_WIN of the file, or when the archive delta is above the limit: for
         large wheels it is the expansion that pays.
         """
-        over = False
         found: list[tuple[int, Path, str]] = []
         compressed_ref = looks_compressed(base.path)
         size = source.stat().st_size
-        compat_path = work / "out.delta"
 
         def compat_wanted(archived: int | None) -> bool:
             return not compressed_ref and (
@@ -486,72 +484,45 @@ class DeltaStore(Catalog):
                 or (size <= CHEAP_COMPAT_BYTES and archived > ARCHIVE_CLEAR_WIN * size)
             )
 
-        # The compat delta is made beside the archive delta: its xdelta3 starts (for files where
-        # it may be wanted) while xdelta3 diffs the archive plan, on the other core, and is
-        # stopped as soon as the archive delta's size says it is not wanted; otherwise it is
-        # checked on a side thread while the archive delta is.
-        early: Encoding | None = None
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="compat") as side:
-            compat: Future[bool | None] | None = None
+        stop = None if limit is None else int(limit)
+        compat_path = work / "out.delta"
 
-            def speculate() -> None:
-                nonlocal early
-                if (
-                    early is None
-                    and compat is None
-                    and compat_wanted(None)
-                    and limit is not None
-                    and size <= CHEAP_COMPAT_BYTES
-                ):
-                    early = self.codec.start_encode(base.path, source, compat_path)
+        def finish(started: Encoding | None) -> bool | None:
+            return self._encode_checked(
+                base.path, source, compat_path, work, sha=sha, limit=stop, started=started
+            )
 
-            def start_compat(archived: int | None) -> None:
-                nonlocal compat, early
-                if compat is None and compat_wanted(archived):
-                    stop = None if limit is None else int(limit)
-                    compat = side.submit(
-                        self._encode_checked,
-                        base.path,
-                        source,
-                        compat_path,
-                        work,
-                        sha=sha,
-                        limit=stop,
-                        started=early,
-                    )
-                    early = None
-                elif early is not None:
-                    early.stop()
-                    early = None
+        with _CompatBeside(
+            compat_path,
+            start=lambda: self.codec.start_encode(base.path, source, compat_path),
+            finish=finish,
+            early_ok=compat_wanted(None) and limit is not None and size <= CHEAP_COMPAT_BYTES,
+        ) as compat:
+            # When the first delta against this reference was above the archive codec's clear
+            # win, this one likely is too and compat will be wanted: start it now, beside the
+            # whole archive encode (HDiffPatch diffs and all), not just its end.
+            cost = base.cost
+            first = cost.first if cost and cost.ref_sha256 == base.sha256 else None
+            if first is not None and first > ARCHIVE_CLEAR_WIN * size:
+                compat.start_early()
 
-            try:
-                # When the first delta against this reference was above the archive codec's
-                # clear win, this one likely is too and compat will be wanted: start it now,
-                # beside the whole archive encode (HDiffPatch diffs and all), not just its end.
-                cost = base.cost
-                first = cost.first if cost and cost.ref_sha256 == base.sha256 else None
-                if first is not None and first > ARCHIVE_CLEAR_WIN * size:
-                    speculate()
-                # A new reference gets a zero-diff delta: compat (readable by DeltaGlider)
-                # unless the reference is gzip-like, which only the archive codec can decode
-                # against.
-                if expanded is not None and (compressed_ref or not base.created):
-                    path = work / "archive.delta"
-                    with self.expanded.open(base.path, base.sha256, work) as ref:
-                        pair = (base.path, ref), (source, expanded)
-                        if self.expanded.encode_checked(
-                            *pair, path, work, sha, on_plan=speculate, on_encoded=start_compat
-                        ):
-                            found.append((path.stat().st_size, path, archive.CODEC))
-                start_compat(found[0][0] if found else None)
-            finally:
-                if early is not None:
-                    early.stop()
-            if compat is not None:
-                checked = compat.result()
-                if checked:
-                    found.append((compat_path.stat().st_size, compat_path, COMPAT))
-                over = checked is None
+            def decide(archived: int | None) -> None:
+                compat.decide(compat_wanted(archived))
+
+            # A new reference gets a zero-diff delta: compat (readable by DeltaGlider) unless
+            # the reference is gzip-like, which only the archive codec can decode against.
+            if expanded is not None and (compressed_ref or not base.created):
+                path = work / "archive.delta"
+                with self.expanded.open(base.path, base.sha256, work) as ref:
+                    pair = (base.path, ref), (source, expanded)
+                    if self.expanded.encode_checked(
+                        *pair, path, work, sha, on_plan=compat.start_early, on_encoded=decide
+                    ):
+                        found.append((path.stat().st_size, path, archive.CODEC))
+            decide(found[0][0] if found else None)
+            made, over = compat.result()
+            if made is not None:
+                found.append((made.stat().st_size, made, COMPAT))
         if not found:
             return None, over
         # A compat delta wins ties: DeltaGlider can read it.
@@ -1158,6 +1129,61 @@ class _Found:
     key: str
     sha256: str | None
     cost: Cost | None = None
+
+
+class _CompatBeside:
+    """The compat delta of one put, made beside its archive delta.
+
+    Its xdelta3 (a child process) may start early, while the archive delta is still being made
+    (``start_early``, allowed only where compat could be wanted); once the archive delta's size
+    is known, ``decide`` either has it finished and checked on a side thread while the archive
+    delta is checked, or kills it. Leaving the block stops anything still running.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        start: Callable[[], Encoding],
+        finish: Callable[[Encoding | None], bool | None],
+        early_ok: bool,
+    ) -> None:
+        """``start`` begins the encode into ``path``; ``finish`` completes an early one (or
+        makes the whole delta when given None) and checks it, as ``_encode_checked`` does."""
+        self._path, self._start, self._finish, self._early_ok = path, start, finish, early_ok
+        self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compat")
+        self._early: Encoding | None = None
+        self._job: Future[bool | None] | None = None
+
+    def start_early(self) -> None:
+        if self._early_ok and self._early is None and self._job is None:
+            self._early = self._start()
+
+    def decide(self, wanted: bool) -> None:
+        """Have the compat delta made (finishing an early start) if ``wanted`` and not yet
+        asked for; otherwise stop an early start."""
+        if self._job is None and wanted:
+            self._job = self._side.submit(self._finish, self._early)
+            self._early = None
+        elif self._early is not None:
+            self._early.stop()
+            self._early = None
+
+    def result(self) -> tuple[Path | None, bool]:
+        """The checked compat delta (None if none was made or it did not rebuild), and whether
+        it was stopped for passing the limit."""
+        if self._job is None:
+            return None, False
+        checked = self._job.result()
+        return (self._path if checked else None), checked is None
+
+    def __enter__(self) -> _CompatBeside:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._early is not None:
+            self._early.stop()
+        self._side.shutdown(wait=True)
 
 
 @dataclass(frozen=True)
