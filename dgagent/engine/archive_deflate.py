@@ -179,11 +179,10 @@ class _Discard:
     """A seekable sink that keeps nothing: ``learn`` needs a choice, not an expanded form."""
 
     def __init__(self) -> None:
-        self._at = self._end = 0
+        self._at = 0
 
     def write(self, data: bytes) -> int:
         self._at += len(data)
-        self._end = max(self._end, self._at)
         return len(data)
 
     def tell(self) -> int:
@@ -194,7 +193,6 @@ class _Discard:
         return at
 
     def truncate(self) -> int:
-        self._end = self._at
         return self._at
 
 

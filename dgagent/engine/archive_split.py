@@ -243,13 +243,13 @@ def unpack(src: BinaryIO, length: int) -> dict[int, list[Split]]:
             origin, n = _MEMBER.unpack_from(data, at)
             at += _MEMBER.size
             if n > _MAX_SPLITS:
-                raise IntegrityError(f"an archive-v2 member claims {n} split points")
+                raise IntegrityError(f"an archive delta's member claims {n} split points")
             table[origin] = [_SPLIT.unpack_from(data, at + k * _SPLIT.size) for k in range(n)]
             at += n * _SPLIT.size
     except struct.error as exc:
-        raise IntegrityError("an archive-v2 delta's split points are truncated") from exc
+        raise IntegrityError("an archive delta's split points are truncated") from exc
     if at != len(data):
-        raise IntegrityError("an archive-v2 delta's split points do not fill their part")
+        raise IntegrityError("an archive delta's split points do not fill their part")
     return table
 
 
@@ -258,5 +258,5 @@ def check(splits: Sequence[Split], plain: int, deflated: int) -> None:
     last_p = last_b = 0
     for p, b in splits:
         if not (last_p < p < plain and last_b < b < deflated * 8):
-            raise IntegrityError("an archive-v2 member's split points are out of order")
+            raise IntegrityError("an archive delta's split points are out of order")
         last_p, last_b = p, b
