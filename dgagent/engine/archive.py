@@ -44,6 +44,7 @@ from dgagent.engine.archive_deflate import (
     Choices,
     Params,
     read_stream,
+    stored_only,
     write_inflated,
     write_stream,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "end_record",
     "expand",
     "expand_for_delta",
+    "expand_target",
     "inflate",
     "rebuild",
     "records",
@@ -172,13 +174,20 @@ CHOICES = Choices()
 
 
 def expand(
-    source: Path, out: BinaryIO, *, verify: bool = True, memo: Choices | None = None
+    source: Path,
+    out: BinaryIO,
+    *,
+    verify: bool = True,
+    memo: Choices | None = None,
+    keep_stored: bool = False,
 ) -> Expansion:
     """Write the expanded form of ``source`` into ``out`` (a seekable file open for writing).
 
     Never fails on a damaged archive: what cannot be parsed or reproduced stays verbatim. With
     ``verify`` every stream longer than the probe is recompressed in full and compared; without
     it, the probe's match on the first 64 KiB decides (and the member's CRC-32 must still match).
+    With ``keep_stored``, zip members deflated to stored blocks only stay verbatim, unprobed
+    (``stored_only``).
     """
     kind = sniff(source)
     result = Expansion(kind)
@@ -189,6 +198,12 @@ def expand(
         digests: dict[int, bytes] = {}
         if kind == "zip":
             spans: Iterable[tuple[int, int | None, int | None]] = deflated_members(src, size)
+            if keep_stored:
+                spans = [
+                    (s, n, crc)
+                    for s, n, crc in spans
+                    if n is None or s + n > size or not stored_only(src, s, n)
+                ]
             if memo is not None and not verify:
                 inside = [(s, n, crc) for s, n, crc in spans if n is not None and s + n <= size]
                 digests = memo.learn(src, inside)
@@ -268,8 +283,8 @@ def _gzip_data_start(src: BinaryIO, size: int) -> int | None:
 
 
 def expand_for_delta(source: Path, out: BinaryIO) -> Expansion:
-    """The archive-v1 expansion: of every target, and of the reference an archive-v1 or -v2
-    delta was made against (archive-v3 deltas use the reference's ``inflate`` form).
+    """The archive-v1 expansion: of the reference an archive-v1 or -v2 delta was made against
+    (archive-v3 deltas use the reference's ``inflate`` form, and ``expand_target`` for targets).
 
     A reference's expanded form is never rebuilt, only diffed against, so it must simply come
     out the same on both sides: its rules (candidates, probe size, no full verification) are part
@@ -277,6 +292,16 @@ def expand_for_delta(source: Path, out: BinaryIO) -> Expansion:
     recompress exactly is caught by the decode check before upload.
     """
     return expand(source, out, verify=False, memo=CHOICES)
+
+
+def expand_target(source: Path, out: BinaryIO) -> Expansion:
+    """The expansion of a file an archive-v3 delta is made of: ``expand_for_delta``'s, except
+    that members deflated to stored blocks only stay verbatim. Such a member costs a probe to
+    expand and a recompression at every read, for nothing: its deflated bytes hold its plain
+    bytes (botocore changes ~830 of them per release, ``.json.gz`` files stored again in the
+    wheel; recompressing them was most of a read). Readers only copy V records, so the plans
+    this makes read with every archive-v3 reader."""
+    return expand(source, out, verify=False, memo=CHOICES, keep_stored=True)
 
 
 def inflate(source: Path, out: BinaryIO) -> None:

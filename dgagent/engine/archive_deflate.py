@@ -29,6 +29,7 @@ __all__ = [
     "Choices",
     "Params",
     "read_stream",
+    "stored_only",
     "write_inflated",
     "write_stream",
 ]
@@ -409,6 +410,30 @@ def write_inflated(
     with ``out`` left unchanged when it does not inflate cleanly to ``crc``."""
     done = _replay(src, out, start, length, crc=crc, params=_INFLATED)
     return None if done is None else (done[0], done[2])
+
+
+_STORED = struct.Struct("<BHH")
+"""A stored block's header byte (BFINAL, BTYPE 00, padding), LEN and NLEN."""
+
+
+def stored_only(src: BinaryIO, start: int, length: int) -> bool:
+    """Whether the ``length`` deflated bytes at ``start`` are stored blocks only, ending exactly
+    there (a deflater's output for data it cannot compress, such as a ``.gz`` inside a wheel).
+
+    Such a stream holds its plain bytes as they are, 5 bytes of block header per block of up to
+    64 KiB: kept verbatim, xdelta3 finds those bytes in an inflated reference just as well,
+    and a reader copies them instead of recompressing them. Only block headers are read.
+    """
+    at, end = start, start + length
+    while at + _STORED.size <= end:
+        src.seek(at)
+        head, size, inverse = _STORED.unpack(src.read(_STORED.size))
+        if head & 0b110 or size ^ inverse != 0xFFFF:
+            return False  # a Huffman block, or not a stored block's header
+        at += _STORED.size + size
+        if head & 1:
+            return bool(at == end)
+    return False
 
 
 def read_stream(src: BinaryIO, out: BinaryIO, header: bytes) -> int:

@@ -447,7 +447,7 @@ class DeltaStore(Catalog):
             return None
         path = work / "target.expanded"
         with path.open("wb") as f:
-            found = archive.expand_for_delta(source, f)
+            found = archive.expand_target(source, f)
         log.debug("%s: %s", source.name, found)
         if not found.pays(source.stat().st_size):
             log.info("%s: too little is reproducible by zlib; using the compat codec", source.name)

@@ -165,3 +165,64 @@ def test_the_compat_delta_made_beside_wins_when_smaller_and_is_stopped_when_not_
     for f in [*files, *small]:
         out = tmp_path / "out"
         assert store.get(f"{'nat' if f in files else 't'}/{f.name}", out).sha256 == sha(f)
+
+
+def gz_wheel(path: Path, v: int) -> Path:
+    """A wheel like botocore's: ``.json.gz`` members whose only change per release is the gzip
+    header's mtime, deflated again in the zip (to stored blocks: gzip data does not compress),
+    beside a text member that changes and deflates."""
+    with zipfile.ZipFile(path, "w") as z:
+        for i in range(6):
+            data = gzip.compress(words(10 + i, 90_000), mtime=1_700_000_000 + v)
+            z.writestr(zipfile.ZipInfo(f"pkg/data/s{i}.json.gz", STAMP), data, 8)
+        text = words(1, 40_000) + f"\nversion = {v}\n".encode()
+        z.writestr(zipfile.ZipInfo("pkg/__init__.py", STAMP), text, 8)
+    return path
+
+
+def test_stored_only_streams_are_told_apart_by_their_block_headers() -> None:
+    noise = random.Random(7).randbytes(150_000)
+    for level in (0, 6, 9):
+        c = zlib.compressobj(level, zlib.DEFLATED, -15)
+        stored = c.compress(noise) + c.flush()
+        framed = io.BytesIO(b"xx" + stored + b"yy")
+        assert archive_deflate.stored_only(framed, 2, len(stored))
+        assert not archive_deflate.stored_only(framed, 2, len(stored) - 1)  # ends elsewhere
+        assert not archive_deflate.stored_only(framed, 2, len(stored) + 1)
+    text = words(2, 150_000)
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    huffman = c.compress(text) + c.flush()
+    assert not archive_deflate.stored_only(io.BytesIO(huffman), 0, len(huffman))
+    # Stored blocks, then a Huffman one: not stored only.
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    mixed = c.compress(noise) + c.compress(text) + c.flush()
+    assert not archive_deflate.stored_only(io.BytesIO(mixed), 0, len(mixed))
+
+
+def test_members_deflated_to_stored_blocks_stay_verbatim_and_are_copied_on_read(
+    tmp_path: Path,
+) -> None:
+    old, new = gz_wheel(tmp_path / "g-1.0.whl", 0), gz_wheel(tmp_path / "g-1.1.whl", 1)
+    target = tmp_path / "new.expanded"
+    with target.open("wb") as f:
+        found = archive.expand_target(new, f)
+    assert found.members == 1  # the text member; the six .json.gz members stay verbatim
+    with target.open("rb") as f:
+        assert [r.tag for r in archive.records(f)].count(b"D") == 1
+    inflated = tmp_path / "ref.inflated"
+    with inflated.open("wb") as f:
+        archive.inflate(old, f)
+    codec = Xdelta3()
+    sides = (old, inflated), (new, target)
+    delta = tmp_path / "d"
+    archive_v2.encode(codec, *sides, delta, tmp_path)
+    out = tmp_path / "out.whl"
+    archive_v2.decode(codec, sides[0], delta, out, tmp_path)
+    assert out.read_bytes() == new.read_bytes()
+    # xdelta3 finds the verbatim members' bytes in the reference's inflated form: the delta
+    # holds the changed mtimes and the one changed line, not 540 KB of gzip data.
+    assert delta.stat().st_size < 3_000
+    # The expansion the reference was made with (archive-v1 and -v2) is unchanged: there the
+    # same members are still D records.
+    with expanded(new, tmp_path).open("rb") as f:
+        assert [r.tag for r in archive.records(f)].count(b"D") == 7
