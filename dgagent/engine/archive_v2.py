@@ -40,7 +40,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from dgagent.engine import archive, archive_hdiff, archive_split, archive_zip
 from dgagent.engine.archive_deflate import CHUNK, RECORD, Params
@@ -68,6 +68,8 @@ class Made:
 
     unchanged: int = 0
     """Members copied from the reference (R records)."""
+    shared: int = 0
+    """Changed verbatim members whose start or end is copied from their reference counterpart."""
     hdiff: int = 0
     """Members diffed by HDiffPatch (H records)."""
     plan_bytes: int = 0
@@ -199,29 +201,87 @@ def _classify(
 
 
 def _unchanged_verbatim(
-    ref: _Reference, tgt: BinaryIO, tsize: int, ref_file: BinaryIO, expanded: set[int]
+    ref: _Reference,
+    tgt: BinaryIO,
+    tsize: int,
+    ref_file: BinaryIO,
+    expanded: set[int],
+    *,
+    names: dict[int, str],
+    made: Made,
 ) -> list[tuple[int, int, int]]:
-    """(start, length, where in the reference file) of each deflated target member left verbatim
-    (not in ``expanded``) whose bytes a reference member has, by CRC-32 and length and then
-    compared. Members zlib does not
-    reproduce stay verbatim in the target's expanded form, but the reference's inflated form
-    undoes them, so xdelta3 would no longer find them there: they are copied instead."""
+    """(start, length, where in the reference file) of the deflated bytes of target members left
+    verbatim (not in ``expanded``) that the reference file has too, sorted: whole members a
+    reference member has (by CRC-32 and length, then compared), and the shared start and end of
+    a changed member and its reference counterpart (``_shared_ends``).
+
+    Members zlib does not reproduce, and members deflated to stored blocks only, stay verbatim
+    in the target's expanded form, but the reference's inflated form undoes them, so xdelta3
+    would no longer find them there, or only in pieces between stored-block headers: the bytes
+    both have are copied instead. Counted in ``made``."""
     found: list[tuple[int, int, int]] = []
     for start, length, crc in archive_zip.deflated_members(tgt, tsize):
         if length is None or crc is None or start + length > tsize or start in expanded:
             continue
         if (same := ref.copy_of(ref_file, tgt, start, length, crc)) is not None:
             found.append((start, length, same))
+            made.unchanged += 1
+        elif (old := ref.counterpart(names.get(start))) is not None:
+            ends = _shared_ends(tgt, start, length, ref_file, old)
+            found += ends
+            made.shared += bool(ends)
     return found
+
+
+SHARED_MIN = 4096
+"""Bytes a changed verbatim member must share with its counterpart, at its start or its end,
+for them to become an R record (about 20 bytes of plan, where xdelta3 would copy them in pieces
+between stored-block headers, or a Huffman-coded member's not at all)."""
+_SHARED_MAX = 64 * 1024**2
+
+
+def _shared_ends(
+    tgt: BinaryIO, start: int, length: int, ref_file: BinaryIO, counterpart: archive.Record
+) -> list[tuple[int, int, int]]:
+    """The R ranges of a changed verbatim member: the deflated bytes it starts and ends with
+    that its reference counterpart starts and ends with too, when at least ``SHARED_MIN``.
+
+    botocore's ``.json.gz`` members, stored again in the wheel, change in the gzip header's
+    mtime at every release, most of them nowhere else: all after that is the reference's."""
+    ref_at, ref_length = counterpart.origin, counterpart.stored
+    if max(length, ref_length) > _SHARED_MAX:
+        return []
+    new, old = _read(tgt, start, length), _read(ref_file, ref_at, ref_length)
+    head = _alike(new, old, "little")
+    tail = _alike(new[head:], old[head:], "big")
+    found = []
+    if head >= SHARED_MIN:
+        found.append((start, head, ref_at))
+    if tail >= SHARED_MIN:
+        found.append((start + length - tail, tail, ref_at + ref_length - tail))
+    return found
+
+
+def _alike(a: bytes, b: bytes, end: Literal["little", "big"]) -> int:
+    """How many bytes ``a`` and ``b`` start with alike ("little": read from the front), or end
+    with alike ("big"). The two as integers, XORed: the lowest set bit is the first difference
+    from that side, all in C, at memory speed."""
+    n = min(len(a), len(b))
+    if end == "little":
+        a, b = a[:n], b[:n]
+    else:
+        a, b = a[len(a) - n :], b[len(b) - n :]
+    x = int.from_bytes(a, end) ^ int.from_bytes(b, end)
+    return n if x == 0 else ((x & -x).bit_length() - 1) // 8
 
 
 def _write_verbatim(
     record: archive.Record, exp: BinaryIO, plan: BinaryIO, copies: list[tuple[int, int, int]]
-) -> int:
-    """Write a V record of the target's expanded form into the plan, with the unchanged members
-    inside it (``copies``, sorted) as R records; returns how many it copied."""
+) -> None:
+    """Write a V record of the target's expanded form into the plan, with the ranges inside it
+    that the reference file has (``copies``, sorted) as R records."""
     end = record.origin + record.size
-    pos, copied = record.origin, 0
+    pos = record.origin
 
     def verbatim_to(upto: int) -> None:
         if upto > pos:
@@ -235,9 +295,8 @@ def _write_verbatim(
             break
         verbatim_to(start)
         plan.write(archive.reference_record(same, length))
-        pos, copied = start + length, copied + 1
+        pos = start + length
     verbatim_to(end)
-    return copied
 
 
 def _write_plan(
@@ -265,12 +324,12 @@ def _write_plan(
         plan.write(archive.PLAN_MAGIC)
         chosen = _classify(ref, exp, tgt, ref_file, names)
         expanded = {r.origin for r, _, _ in chosen if r.tag == b"D"}
-        copies = _unchanged_verbatim(ref, tgt, tsize, ref_file, expanded)
+        copies = _unchanged_verbatim(ref, tgt, tsize, ref_file, expanded, names=names, made=made)
         jobs = [(r.at, r.size, old.at, old.size) for r, _, old in chosen if old is not None]
         with _Diffs(jobs, target_expanded, ref_expanded) as diffs:
             for record, same, old in chosen:
                 if record.tag == b"V":
-                    made.unchanged += _write_verbatim(record, exp, plan, copies)
+                    _write_verbatim(record, exp, plan, copies)
                     continue
                 if same is not None:
                     plan.write(archive.reference_record(same, record.stored))

@@ -226,3 +226,40 @@ def test_members_deflated_to_stored_blocks_stay_verbatim_and_are_copied_on_read(
     # same members are still D records.
     with expanded(new, tmp_path).open("rb") as f:
         assert [r.tag for r in archive.records(f)].count(b"D") == 7
+
+
+def test_a_changed_verbatim_member_copies_what_it_shares_with_its_counterpart(
+    tmp_path: Path,
+) -> None:
+    """Each .json.gz member changed (its gzip mtime, near its start): all after that is the
+    reference's, copied from reference.bin instead of left for xdelta3 in pieces."""
+    old, new = gz_wheel(tmp_path / "g-1.0.whl", 0), gz_wheel(tmp_path / "g-1.1.whl", 1)
+    inflated = tmp_path / "ref.inflated"
+    with inflated.open("wb") as f:
+        archive.inflate(old, f)
+    target = tmp_path / "new.expanded"
+    with target.open("wb") as f:
+        archive.expand_target(new, f)
+    codec = Xdelta3()
+    sides = (old, inflated), (new, target)
+    delta = tmp_path / "d"
+    made = archive_v2.encode(codec, *sides, delta, tmp_path)
+    assert (made.unchanged, made.shared) == (0, 6)
+    assert made.plan_bytes < 60_000  # the text member's 40 KB and the changed heads, not 540 KB
+    out = tmp_path / "out.whl"
+    archive_v2.decode(codec, sides[0], delta, out, tmp_path)
+    assert out.read_bytes() == new.read_bytes()
+
+
+def test_shared_ends_are_found_from_either_side() -> None:
+    assert archive_v2._alike(b"abcdef", b"abcxef", "little") == 3
+    assert archive_v2._alike(b"abcdef", b"abcxef", "big") == 2
+    assert archive_v2._alike(b"same", b"same", "big") == 4
+    assert archive_v2._alike(b"abcd", b"ab", "little") == 2
+    assert archive_v2._alike(b"abcd", b"cd", "big") == 2
+    assert archive_v2._alike(b"x", b"y", "little") == 0
+    noise = random.Random(3).randbytes(100_000)
+    flipped = bytes(b ^ 0xFF for b in noise[7:11])
+    changed = noise[:7] + flipped + noise[11:60_000] + bytes([noise[60_000] ^ 1]) + noise[60_001:]
+    assert archive_v2._alike(noise, changed, "little") == 7
+    assert archive_v2._alike(noise, changed, "big") == 100_000 - 60_001
