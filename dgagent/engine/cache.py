@@ -77,13 +77,15 @@ class ReferenceCache:
         self._counter_lock = threading.Lock()
 
     @contextlib.contextmanager
-    def reference(self, sha256: str, fetch: Fetch) -> Iterator[CacheEntry]:
+    def reference(self, sha256: str, fetch: Fetch, *, checked: bool = True) -> Iterator[CacheEntry]:
         """Yield a verified local copy of the reference, calling ``fetch`` only on a miss.
 
         The entry cannot be evicted, by this process or another, until the block ends.
+        ``checked=False`` skips the SHA-256 pass over an entry found: only for a caller that
+        checks what it makes from it, and asks again checked when that fails.
         """
         path = self._entry_path(sha256)
-        handle = self._open_verified(sha256, path)
+        handle = self._open_verified(sha256, path, checked=checked)
         hit = handle is not None
         with self._counter_lock:
             if hit:
@@ -169,8 +171,9 @@ class ReferenceCache:
             )
         return self.root / "refs" / sha256[:2] / sha256
 
-    def _open_verified(self, sha256: str, path: Path) -> BinaryIO | None:
-        """Return the entry open and shared-locked if it exists and is intact, else None."""
+    def _open_verified(self, sha256: str, path: Path, *, checked: bool = True) -> BinaryIO | None:
+        """Return the entry open and shared-locked if it exists and is intact (or, unless
+        ``checked``, just exists), else None."""
         with self._disk_errors("read"), contextlib.ExitStack() as stack:
             with self._global_lock(fcntl.LOCK_SH):
                 try:
@@ -178,7 +181,7 @@ class ReferenceCache:
                 except FileNotFoundError:
                     return None
                 fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
-            actual = _sha256_of(handle)
+            actual = _sha256_of(handle) if checked else sha256
             if actual == sha256:
                 os.utime(handle.fileno())  # mtime is last use: what eviction orders by
                 stack.pop_all()  # the caller's close releases the lock

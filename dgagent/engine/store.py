@@ -992,8 +992,7 @@ class DeltaStore(Catalog):
         hit: bool | None = None
         with atomic_output(dest) as tmp:
             if meta.kind is Kind.DELTA:
-                hit = self._rebuild(obj, meta, tmp, fresh=fresh)
-                sha, size = sha256_file(tmp)
+                hit, (sha, size) = self._rebuild(obj, meta, tmp, fresh=fresh)
             else:
                 with tmp.open("wb") as f:
                     writer = HashingWriter(f)
@@ -1046,7 +1045,11 @@ class DeltaStore(Catalog):
             )
         return tuple(candidates)
 
-    def _rebuild(self, obj: ObjectInfo, meta: StoredMeta, out: Path, *, fresh: bool) -> bool | None:
+    def _rebuild(
+        self, obj: ObjectInfo, meta: StoredMeta, out: Path, *, fresh: bool
+    ) -> tuple[bool | None, tuple[str, int]]:
+        """Rebuild a delta into ``out``; (whether the reference was a cache hit, and the
+        SHA-256 and size of ``out``, for the caller to check)."""
         ref_key, *elsewhere = self.reference_keys_of(obj, meta)
         if not is_sha256(meta.ref_sha256) or not is_sha256(meta.file_sha256):
             raise IntegrityError(
@@ -1068,18 +1071,25 @@ class DeltaStore(Catalog):
             ) as ref:
                 try:
                     if meta.codec in archive.CODECS:
-                        self.expanded.rebuild(
-                            ref.path, ref.sha256, delta_path, out, work, codec=meta.codec
+                        made = self.expanded.rebuild(
+                            ref.path,
+                            ref.sha256,
+                            delta_path,
+                            out,
+                            work,
+                            codec=meta.codec,
+                            sha=cast(str, meta.file_sha256),  # checked above
                         )
                     else:
                         self.codec.rebuild(ref.path, delta_path, out)
+                        made = sha256_file(out)
                 except CodecError as exc:
                     raise CodecError(f"{self.url(obj.key)}: {exc}") from exc
                 except IntegrityError as exc:
                     raise IntegrityError(
                         f"{self.url(obj.key)}: {exc}; no file was written"
                     ) from exc
-                return ref.hit
+                return ref.hit, made
 
     def verify(self, key: str, *, listed: Entry | None = None) -> GetResult:
         """Rebuild from what is stored (the reference too, not the cache) and check the SHA-256;

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import os
 import random
 import shutil
@@ -420,6 +421,30 @@ def test_damaged_expanded_cache_is_rebuilt(store: DeltaStore, tmp_path: Path) ->
     assert ours.get(f"rel/{files[1].name}", out).sha256 == sha(files[1])
     for index in (ours.expanded.cache.root / "index").glob("*"):
         index.write_text("0" * 64)  # an index naming content nobody can produce
+    assert ours.get(f"rel/{files[1].name}", out).sha256 == sha(files[1])
+
+
+def test_a_cached_source_form_read_unchecked_is_checked_and_made_again_when_a_read_fails(
+    store: DeltaStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reads skip the SHA-256 pass over the cached inflated form; damaged bytes in it (same
+    size, same name) are caught by the file's SHA-256 (or the members' CRC-32), and the form is
+    checked, made again and the file read once more."""
+    ours = archive_store(store)
+    files = [write_wheel(tmp_path / f"app-1.{v}.whl", wheel_tree(v)) for v in range(2)]
+    for f in files:
+        ours.put(f, f"rel/{f.name}")
+    (entry,) = [p for p in (ours.expanded.cache.root / "refs").rglob("*") if p.is_file()]
+    data = bytearray(entry.read_bytes())
+    for at in range(64, len(data), 512):  # a read uses only some of it: damage it all over
+        data[at] ^= 0x01
+    entry.write_bytes(bytes(data))
+    out = tmp_path / "out.whl"
+    with caplog.at_level(logging.INFO, logger="dgagent.engine.expanded"):
+        assert ours.get(f"rel/{files[1].name}", out).sha256 == sha(files[1])
+    assert "checking it and retrying" in caplog.text
+    (again,) = [p for p in (ours.expanded.cache.root / "refs").rglob("*") if p.is_file()]
+    assert hashlib.sha256(again.read_bytes()).hexdigest() == again.name  # repaired
     assert ours.get(f"rel/{files[1].name}", out).sha256 == sha(files[1])
 
 
