@@ -35,7 +35,8 @@ MIN_MEMBER = 64 * 1024
 MAX_MEMBER = 64 * 1024**2
 """Larger members (old or new) stay in the xdelta3 part: this bounds HDiffPatch's memory to about
 6 x 64 MiB (400 MB: both members and the index) while it diffs, and old + patch + new (under
-200 MB) while it applies."""
+200 MB) while it applies; a reader holds up to this much of members applied ahead besides
+(``archive_v2``: made while xdelta3 decodes the plan)."""
 COMPRESSION: Final = "lzma2"
 
 # ELF; PE/COFF (DLLs, .pyd); Mach-O 32/64 both byte orders and fat binaries; ar archives (.a);
@@ -72,8 +73,8 @@ def diff(old: bytes, new: bytes) -> bytes | None:
         return None
 
 
-def apply(old: bytes, patch: bytes, size: int) -> bytes:
-    """``new`` from ``old`` and ``patch``; it must be ``size`` bytes long."""
+def apply(old: bytes, patch: bytes) -> bytes:
+    """``new`` from ``old`` and ``patch`` (the caller checks its size)."""
     try:
         new = hdiffpatch.apply(old, patch)
     except (hdiffpatch.HDiffPatchError, MemoryError, ValueError) as exc:
@@ -81,6 +82,4 @@ def apply(old: bytes, patch: bytes, size: int) -> bytes:
             f"a member's HDiffPatch part does not apply ({exc}): the delta or its reference "
             "is damaged"
         ) from exc
-    if len(new) != size:
-        raise IntegrityError(f"a member's HDiffPatch part made {len(new)} bytes, not {size}")
     return new

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import IO, BinaryIO, Literal, cast
 
 from dgagent.engine import archive, archive_hdiff, archive_split, archive_zip
 from dgagent.engine.archive_deflate import CHUNK, RECORD, Params
@@ -60,6 +60,8 @@ Sides = tuple[Path, Path]
 """A file and its expanded form."""
 HDIFFPATCH = b"H"
 SPLITS = b"S"
+PREFETCH = archive_hdiff.MAX_MEMBER
+"""Bytes of HDiffPatch members a reader makes ahead, while xdelta3 decodes the plan."""
 
 
 @dataclass
@@ -436,16 +438,16 @@ def encode(
     on_plan: Callable[[], None] | None = None,
 ) -> Made:
     """Write the archive-v2 delta of ``target`` against ``reference`` into ``out``; with
-    ``split``, give large changed members split points. ``on_plan`` is called as xdelta3
-    starts on the plan (it runs alone on one core for a while)."""
-    plan = work / "target.plan"
-    with plan.open("wb") as f:
-        parts, made = _write_plan(reference, target, f, work, split=split)
-    made.plan_bytes = plan.stat().st_size
+    ``split``, give large changed members split points. The plan goes to xdelta3 as it is
+    written, so the two overlap. ``on_plan`` is called once the plan is written (xdelta3 then
+    finishes it alone on one core for a while)."""
     vcdiff = work / "plan.vcdiff"
-    if on_plan is not None:
-        on_plan()
-    codec.encode(reference[1], plan, vcdiff)
+    with codec.encoding(reference[1], vcdiff, subject=target[0]) as pipe:
+        plan = _Counting(pipe)
+        parts, made = _write_plan(reference, target, cast(BinaryIO, plan), work, split=split)
+        made.plan_bytes = plan.written
+        if on_plan is not None:
+            on_plan()
     parts.insert(0, _Part(XDELTA3, vcdiff, 0, 0))
     with out.open("wb") as f:
         f.write(DELTA_MAGIC + _COUNT.pack(len(parts)))
@@ -457,8 +459,18 @@ def encode(
             with part.path.open("rb") as src:
                 shutil.copyfileobj(src, f, CHUNK)
             part.path.unlink()
-    plan.unlink()
     return made
+
+
+class _Counting:
+    """A writer that passes bytes on and counts them (the plan's size, for ``Made``)."""
+
+    def __init__(self, sink: IO[bytes]) -> None:
+        self._sink, self.written = sink, 0
+
+    def write(self, data: bytes) -> int:
+        self.written += len(data)
+        return self._sink.write(data)
 
 
 class _Parts:
@@ -484,6 +496,16 @@ class _Parts:
             if differ == SPLITS:
                 delta.seek(at)
                 self._splits = archive_split.unpack(delta, length)
+        self._ready: dict[int, bytes] = {}
+
+    def prefetch(self, budget: int) -> None:
+        """Apply HDiffPatch parts, in order, until their members make ``budget`` bytes: what
+        the rebuild asks for first, made while xdelta3 decodes the plan on another core."""
+        held = 0
+        for part, (differ, *_) in enumerate(self.parts):
+            if differ == HDIFFPATCH and held < budget:
+                self._ready[part] = self._apply(part)
+                held += len(self._ready[part])
 
     def splits(self, origin: int) -> list[Split]:
         return self._splits.get(origin, [])
@@ -506,11 +528,19 @@ class _Parts:
             raise IntegrityError(
                 f"an archive-v2 plan names part {part}, which is no HDiffPatch part"
             )
+        if size > archive_hdiff.MAX_MEMBER:
+            raise IntegrityError("an archive-v2 part is larger than any this dg-agent makes")
+        new = self._ready.pop(part) if part in self._ready else self._apply(part)
+        if len(new) != size:
+            raise IntegrityError(f"a member's HDiffPatch part made {len(new)} bytes, not {size}")
+        return new
+
+    def _apply(self, part: int) -> bytes:
         _, at, length, source, source_size = self.parts[part]
-        if max(size, source_size) > archive_hdiff.MAX_MEMBER:
+        if source_size > archive_hdiff.MAX_MEMBER:
             raise IntegrityError("an archive-v2 part is larger than any this dg-agent makes")
         old = _read(self.ref_expanded, source, source_size)
-        return archive_hdiff.apply(old, _read(self.delta, at, length), size)
+        return archive_hdiff.apply(old, _read(self.delta, at, length))
 
 
 def _read_all(src: BinaryIO, n: int) -> bytes:
@@ -532,7 +562,11 @@ def decode(codec: Xdelta3, reference: Sides, delta: Path, out: Path, work: Path)
         ):
             parts = _Parts(d, r, e)
             parts.extract_plan_delta(plan_delta)
-            codec.decode(ref_expanded, plan_delta, plan)
+            decoding = codec.start_decode(ref_expanded, plan_delta, plan)
+            try:
+                parts.prefetch(PREFETCH)
+            finally:
+                decoding.wait()
             with plan.open("rb") as src, out.open("wb") as dest:
                 archive.rebuild(src, dest, parts)
     finally:

@@ -12,9 +12,11 @@ lets the store avoid that case (it stores such files direct instead).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -87,22 +89,60 @@ class Xdelta3:
                 raise self._failure("encode", target, code, errors.read())
         return True
 
-    def start_encode(self, reference: Path, target: Path, out: Path) -> Encoding:
+    def start_encode(self, reference: Path, target: Path, out: Path) -> Running:
         """Begin encoding ``target`` against ``reference`` into ``out`` in the background (a
-        child process); ``Encoding.wait`` finishes it, ``Encoding.stop`` throws it away."""
+        child process); ``Running.wait`` finishes it, ``Running.stop`` throws it away."""
         window = self.window_for(reference.stat().st_size)
         argv = [self.binary, "-e", f"-{self.level}", "-D", "-R", "-f", "-B", str(window)]
-        errors = tempfile.TemporaryFile()  # noqa: SIM115 (the Encoding closes it when done)
+        return self._start([*argv, "-s", str(reference), str(target), str(out)], "encode", target)
+
+    @contextlib.contextmanager
+    def encoding(self, reference: Path, out: Path, subject: Path) -> Iterator[IO[bytes]]:
+        """Encode what the block writes into the yielded pipe, against ``reference``, into
+        ``out``, as it comes: making the input overlaps xdelta3's work on it. Leaving the block
+        ends the input and waits; a failure raises what ``encode`` would (``subject`` names the
+        input), and an exception in the block stops xdelta3."""
+        window = self.window_for(reference.stat().st_size)
+        argv = [self.binary, "-e", f"-{self.level}", "-D", "-R", "-c", "-B", str(window)]
+        with out.open("wb") as sink, tempfile.TemporaryFile() as errors:
+            try:
+                proc = subprocess.Popen(
+                    [*argv, "-s", str(reference)], stdin=subprocess.PIPE, stdout=sink, stderr=errors
+                )
+            except FileNotFoundError as exc:
+                raise ToolMissingError(f"xdelta3 could not be started: {INSTALL_HINT}") from exc
+            assert proc.stdin is not None
+            try:
+                try:
+                    yield proc.stdin
+                finally:
+                    with contextlib.suppress(BrokenPipeError):
+                        proc.stdin.close()
+            except BrokenPipeError:
+                pass  # xdelta3 stopped reading: its exit code and message say why
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            code = proc.wait()
+            if code != 0:
+                errors.seek(0)
+                raise self._failure("encode", subject, code, errors.read())
+
+    def start_decode(self, reference: Path, delta: Path, out: Path) -> Running:
+        """Begin ``decode`` (DeltaGlider's way, no ``-D``) in the background, so that other
+        work overlaps it."""
+        argv = [self.binary, "-d", "-f", "-s", str(reference), str(delta), str(out)]
+        return self._start(argv, "decode", delta)
+
+    def _start(self, argv: list[str], verb: str, subject: Path) -> Running:
+        errors = tempfile.TemporaryFile()  # noqa: SIM115 (Running closes it when done)
         try:
-            proc = subprocess.Popen(
-                [*argv, "-s", str(reference), str(target), str(out)],
-                stdout=subprocess.DEVNULL,
-                stderr=errors,
-            )
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errors)
         except FileNotFoundError as exc:
             errors.close()
             raise ToolMissingError(f"xdelta3 could not be started: {INSTALL_HINT}") from exc
-        return Encoding(proc, errors, target)
+        return Running(proc, errors, verb, subject)
 
     def decode(self, reference: Path, delta: Path, out: Path, *, raw: bool = False) -> None:
         """Decode as DeltaGlider 6.x does, or with ``raw`` (``-D``) as the proxy does."""
@@ -144,19 +184,22 @@ class Xdelta3:
         )
 
 
-class Encoding:
-    """An xdelta3 encode running in the background (``Xdelta3.start_encode``)."""
+class Running:
+    """An xdelta3 encode or decode running in the background (``Xdelta3.start_encode``,
+    ``Xdelta3.start_decode``)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], errors: IO[bytes], target: Path) -> None:
-        self._proc, self._errors, self._target = proc, errors, target
+    def __init__(
+        self, proc: subprocess.Popen[bytes], errors: IO[bytes], verb: str, subject: Path
+    ) -> None:
+        self._proc, self._errors, self._verb, self._subject = proc, errors, verb, subject
 
     def wait(self) -> None:
-        """Wait for the delta; a failure raises the same CodecError a foreground encode would."""
+        """Wait for it; a failure raises the CodecError the same call in the foreground would."""
         try:
             code = self._proc.wait()
             if code != 0:
                 self._errors.seek(0)
-                raise Xdelta3._failure("encode", self._target, code, self._errors.read())
+                raise Xdelta3._failure(self._verb, self._subject, code, self._errors.read())
         finally:
             self._errors.close()
 

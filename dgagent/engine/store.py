@@ -27,7 +27,7 @@ from urllib.parse import unquote
 from dgagent.engine import archive, keys, rotation
 from dgagent.engine.cache import ReferenceCache
 from dgagent.engine.catalog import Catalog, reference_sha256
-from dgagent.engine.codec import Encoding, Xdelta3, looks_compressed
+from dgagent.engine.codec import Running, Xdelta3, looks_compressed
 from dgagent.engine.expanded import ExpandedReferences
 from dgagent.engine.metacache import METADATA_FILE, MetadataCache
 from dgagent.engine.metadata import (
@@ -487,7 +487,7 @@ class DeltaStore(Catalog):
         stop = None if limit is None else int(limit)
         compat_path = work / "out.delta"
 
-        def finish(started: Encoding | None) -> bool | None:
+        def finish(started: Running | None) -> bool | None:
             return self._encode_checked(
                 base.path, source, compat_path, work, sha=sha, limit=stop, started=started
             )
@@ -766,7 +766,7 @@ class DeltaStore(Catalog):
         *,
         sha: str,
         limit: int | None,
-        started: Encoding | None = None,
+        started: Running | None = None,
     ) -> bool | None:
         """Encode (or finish the encode ``started`` in the background), then decode once and
         compare: a delta is kept only if it rebuilds the file. None when the delta passed
@@ -1154,15 +1154,15 @@ class _CompatBeside:
         self,
         path: Path,
         *,
-        start: Callable[[], Encoding],
-        finish: Callable[[Encoding | None], bool | None],
+        start: Callable[[], Running],
+        finish: Callable[[Running | None], bool | None],
         early_ok: bool,
     ) -> None:
         """``start`` begins the encode into ``path``; ``finish`` completes an early one (or
         makes the whole delta when given None) and checks it, as ``_encode_checked`` does."""
         self._path, self._start, self._finish, self._early_ok = path, start, finish, early_ok
         self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compat")
-        self._early: Encoding | None = None
+        self._early: Running | None = None
         self._job: Future[bool | None] | None = None
 
     def start_early(self) -> None:

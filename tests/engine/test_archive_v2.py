@@ -357,3 +357,26 @@ def test_a_wheel_zlib_barely_reproduces_is_stored_as_compat(
     )
     assert [ours.put(f, f"rs/{f.name}").codec for f in files] == ["compat", "compat"]
     assert ours.get(f"rs/{files[1].name}", tmp_path / "out.whl").sha256 == sha(files[1])
+
+
+def test_members_applied_ahead_or_on_demand_rebuild_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader applies HDiffPatch parts while xdelta3 decodes the plan, up to PREFETCH bytes
+    of members; the rest are applied when the rebuild reaches them."""
+    wheels = []
+    for v in range(2):
+        path = tmp_path / f"two-1.{v}.whl"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            stamp = (2024, 1, 1, 0, 0, 0)
+            for seed in (7, 8):
+                so = machine_code(seed, 150_000, v)
+                z.writestr(zipfile.ZipInfo(f"pkg/_m{seed}.so", stamp), so, zipfile.ZIP_DEFLATED)
+        wheels.append(path)
+    for budget in (archive_v2.PREFETCH, 1, 0):  # both ahead, the first only, none
+        monkeypatch.setattr(archive_v2, "PREFETCH", budget)
+        work = tmp_path / f"w{budget}"
+        work.mkdir()
+        made, delta = encode_and_decode(wheels[0], wheels[1], work)
+        assert made.hdiff == 2
+        assert parts_of(delta).count(archive_v2.HDIFFPATCH) == 2
