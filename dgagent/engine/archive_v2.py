@@ -302,10 +302,18 @@ def _write_verbatim(
 
 
 def _write_plan(
-    reference: Sides, target: Sides, plan: BinaryIO, work: Path, *, split: bool
+    reference: Sides,
+    target: Sides,
+    plan: BinaryIO,
+    work: Path,
+    *,
+    split: bool,
+    on_plan: Callable[[], None] | None = None,
 ) -> tuple[list[_Part], Made]:
     """Write the plan of ``target`` and its HDiffPatch parts; (the parts after part 0, counts).
-    With ``split``, large changed members get split points (an ``S`` part)."""
+    With ``split``, large changed members get split points (an ``S`` part). ``on_plan`` is
+    called at once when no member goes to HDiffPatch (xdelta3, reading the plan as it comes,
+    is then the only heavy work on it)."""
     (reference_file, ref_expanded), (target_file, target_expanded) = reference, target
     ref = _Reference(reference_file, ref_expanded)
     made = Made()
@@ -328,6 +336,8 @@ def _write_plan(
         expanded = {r.origin for r, _, _ in chosen if r.tag == b"D"}
         copies = _unchanged_verbatim(ref, tgt, tsize, ref_file, expanded, names=names, made=made)
         jobs = [(r.at, r.size, old.at, old.size) for r, _, old in chosen if old is not None]
+        if not jobs and on_plan is not None:
+            on_plan()
         with _Diffs(jobs, target_expanded, ref_expanded) as diffs:
             for record, same, old in chosen:
                 if record.tag == b"V":
@@ -439,12 +449,15 @@ def encode(
 ) -> Made:
     """Write the archive-v2 delta of ``target`` against ``reference`` into ``out``; with
     ``split``, give large changed members split points. The plan goes to xdelta3 as it is
-    written, so the two overlap. ``on_plan`` is called once the plan is written (xdelta3 then
-    finishes it alone on one core for a while)."""
+    written, so the two overlap. ``on_plan`` is called (once or more) when xdelta3 is left
+    alone on one core: once the plan is written, or as it starts when nothing goes to
+    HDiffPatch."""
     vcdiff = work / "plan.vcdiff"
     with codec.encoding(reference[1], vcdiff, subject=target[0]) as pipe:
         plan = _Counting(pipe)
-        parts, made = _write_plan(reference, target, cast(BinaryIO, plan), work, split=split)
+        parts, made = _write_plan(
+            reference, target, cast(BinaryIO, plan), work, split=split, on_plan=on_plan
+        )
         made.plan_bytes = plan.written
         if on_plan is not None:
             on_plan()

@@ -121,8 +121,8 @@ class ExpandedReferences:
     ) -> bool:
         """Encode an archive-v2 delta of ``target`` against ``reference`` (each: the file and
         its expanded form), then decode and rebuild it as a reader will and compare.
-        ``on_plan`` is called when xdelta3 starts on the plan, ``on_encoded`` with the delta's
-        size before it is checked (to run other work beside them)."""
+        ``on_plan`` is called when xdelta3 is left alone on the plan, ``on_encoded`` with the
+        delta's size before it is checked (to run other work beside them)."""
         check = work / "archive.check"
         for split in (True, False):
             made: archive_v2.Made | None = None
