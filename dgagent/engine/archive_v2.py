@@ -202,7 +202,7 @@ def _classify(
     return chosen
 
 
-def _unchanged_verbatim(
+def _verbatim_copies(
     ref: _Reference,
     tgt: BinaryIO,
     tsize: int,
@@ -334,7 +334,7 @@ def _write_plan(
         plan.write(archive.PLAN_MAGIC)
         chosen = _classify(ref, exp, tgt, ref_file, names)
         expanded = {r.origin for r, _, _ in chosen if r.tag == b"D"}
-        copies = _unchanged_verbatim(ref, tgt, tsize, ref_file, expanded, names=names, made=made)
+        copies = _verbatim_copies(ref, tgt, tsize, ref_file, expanded, names=names, made=made)
         jobs = [(r.at, r.size, old.at, old.size) for r, _, old in chosen if old is not None]
         if not jobs and on_plan is not None:
             on_plan()
