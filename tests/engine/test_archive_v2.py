@@ -99,9 +99,14 @@ def parts_of(delta: Path) -> list[bytes]:
     return [struct.unpack_from("<cQQQ", data, at + 4 + 25 * i)[0] for i in range(count)]
 
 
-def encode_and_decode(ref: Path, target: Path, work: Path) -> tuple[archive_v2.Made, Path]:
+def encode_and_decode(
+    ref: Path, target: Path, work: Path, *, forms: tuple[Path, Path] | None = None
+) -> tuple[archive_v2.Made, Path]:
+    """Encode ``target`` against ``ref`` (their expanded forms, or ``forms``: the reference's
+    source form and the target's expansion), decode, compare; (what was made, the delta)."""
     codec = Xdelta3()
-    sides = (ref, expanded(ref, work)), (target, expanded(target, work))
+    ref_form, target_form = forms or (expanded(ref, work), expanded(target, work))
+    sides = (ref, ref_form), (target, target_form)
     delta = work / "v2.delta"
     made = archive_v2.encode(codec, *sides, delta, work)
     out = work / "rebuilt"

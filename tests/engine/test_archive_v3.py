@@ -15,13 +15,12 @@ import pytest
 
 from dgagent.engine import archive, archive_deflate, archive_v2
 from dgagent.engine.archive_zip import deflated_members
-from dgagent.engine.codec import Xdelta3
 from dgagent.engine.results import COMPAT
 from dgagent.engine.store import DeltaStore
 from dgagent.errors import IntegrityError
 from dgagent.settings import EngineSettings
 from dgagent.storage import LocalStorage
-from tests.engine.test_archive_v2 import expanded, native_wheel, sha
+from tests.engine.test_archive_v2 import encode_and_decode, expanded, native_wheel, sha
 
 STAMP = (2024, 1, 1, 0, 0, 0)
 
@@ -81,21 +80,21 @@ def test_the_inflated_form_inflates_every_stream_and_cannot_be_rebuilt(tmp_path:
     assert words(5, 50_000) in (tmp_path / "c.inflated").read_bytes()
 
 
+def round_trip(old: Path, new: Path, target: Path, work: Path) -> tuple[archive_v2.Made, Path]:
+    """An archive-v3 delta of ``new`` (its expansion: ``target``) against ``old``'s inflated
+    form, decoded and compared with ``new``."""
+    inflated = work / "ref.inflated"
+    with inflated.open("wb") as f:
+        archive.inflate(old, f)
+    return encode_and_decode(old, new, work, forms=(inflated, target))
+
+
 def test_unchanged_members_zlib_does_not_reproduce_are_copied_from_the_reference(
     tmp_path: Path,
 ) -> None:
     old, new = mixed_zip(tmp_path / "p-1.0.zip", 0), mixed_zip(tmp_path / "p-1.1.zip", 1)
-    inflated = tmp_path / "ref.inflated"
-    with inflated.open("wb") as f:
-        archive.inflate(old, f)
-    codec = Xdelta3()
-    sides = (old, inflated), (new, expanded(new, tmp_path))
-    delta = tmp_path / "d"
-    made = archive_v2.encode(codec, *sides, delta, tmp_path)
+    made, delta = round_trip(old, new, expanded(new, tmp_path), tmp_path)
     assert made.unchanged >= 5  # four unchanged text members and the foreign one
-    out = tmp_path / "out.zip"
-    archive_v2.decode(codec, sides[0], delta, out, tmp_path)
-    assert out.read_bytes() == new.read_bytes()
     assert delta.stat().st_size < 2_000  # the 200 KB foreign member is not in it
 
 
@@ -209,16 +208,7 @@ def test_members_deflated_to_stored_blocks_stay_verbatim_and_are_copied_on_read(
     assert found.members == 1  # the text member; the six .json.gz members stay verbatim
     with target.open("rb") as f:
         assert [r.tag for r in archive.records(f)].count(b"D") == 1
-    inflated = tmp_path / "ref.inflated"
-    with inflated.open("wb") as f:
-        archive.inflate(old, f)
-    codec = Xdelta3()
-    sides = (old, inflated), (new, target)
-    delta = tmp_path / "d"
-    archive_v2.encode(codec, *sides, delta, tmp_path)
-    out = tmp_path / "out.whl"
-    archive_v2.decode(codec, sides[0], delta, out, tmp_path)
-    assert out.read_bytes() == new.read_bytes()
+    _, delta = round_trip(old, new, target, tmp_path)
     # xdelta3 finds the verbatim members' bytes in the reference's inflated form: the delta
     # holds the changed mtimes and the one changed line, not 540 KB of gzip data.
     assert delta.stat().st_size < 3_000
@@ -234,21 +224,12 @@ def test_a_changed_verbatim_member_copies_what_it_shares_with_its_counterpart(
     """Each .json.gz member changed (its gzip mtime, near its start): all after that is the
     reference's, copied from reference.bin instead of left for xdelta3 in pieces."""
     old, new = gz_wheel(tmp_path / "g-1.0.whl", 0), gz_wheel(tmp_path / "g-1.1.whl", 1)
-    inflated = tmp_path / "ref.inflated"
-    with inflated.open("wb") as f:
-        archive.inflate(old, f)
     target = tmp_path / "new.expanded"
     with target.open("wb") as f:
         archive.expand_target(new, f)
-    codec = Xdelta3()
-    sides = (old, inflated), (new, target)
-    delta = tmp_path / "d"
-    made = archive_v2.encode(codec, *sides, delta, tmp_path)
+    made, _ = round_trip(old, new, target, tmp_path)
     assert (made.unchanged, made.shared) == (0, 6)
     assert made.plan_bytes < 60_000  # the text member's 40 KB and the changed heads, not 540 KB
-    out = tmp_path / "out.whl"
-    archive_v2.decode(codec, sides[0], delta, out, tmp_path)
-    assert out.read_bytes() == new.read_bytes()
 
 
 def test_shared_ends_are_found_from_either_side() -> None:
