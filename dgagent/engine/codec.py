@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from dgagent.errors import CodecError, ToolMissingError
 
@@ -62,17 +62,12 @@ class Xdelta3:
         """Encode ``target`` against ``reference`` into ``out``. With ``limit``, stop as soon as
         the delta passes that many bytes and return False (``out`` is then incomplete): a delta
         that large is thrown away anyway, and finishing it can take a CPU minute."""
-        window = self.window_for(reference.stat().st_size)
-        argv = [self.binary, "-e", f"-{self.level}", "-D", "-R", "-f", "-B", str(window)]
         if limit is None:
-            self._run([*argv, "-s", str(reference), str(target), str(out)], "encode", target)
+            self._run([*self._encoder(reference), str(target), str(out)], "encode", target)
             return True
-        argv += ["-c", "-s", str(reference), str(target)]
+        argv = [*self._encoder(reference, "-c"), str(target)]
         with out.open("wb") as f, tempfile.TemporaryFile() as errors:
-            try:
-                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors)
-            except FileNotFoundError as exc:
-                raise ToolMissingError(f"xdelta3 could not be started: {INSTALL_HINT}") from exc
+            proc = _popen(argv, stdout=subprocess.PIPE, stderr=errors)
             assert proc.stdout is not None
             written = 0
             with proc.stdout:
@@ -92,9 +87,7 @@ class Xdelta3:
     def start_encode(self, reference: Path, target: Path, out: Path) -> Running:
         """Begin encoding ``target`` against ``reference`` into ``out`` in the background (a
         child process); ``Running.wait`` finishes it, ``Running.stop`` throws it away."""
-        window = self.window_for(reference.stat().st_size)
-        argv = [self.binary, "-e", f"-{self.level}", "-D", "-R", "-f", "-B", str(window)]
-        return self._start([*argv, "-s", str(reference), str(target), str(out)], "encode", target)
+        return self._start([*self._encoder(reference), str(target), str(out)], "encode", target)
 
     @contextlib.contextmanager
     def encoding(self, reference: Path, out: Path, subject: Path) -> Iterator[IO[bytes]]:
@@ -102,15 +95,9 @@ class Xdelta3:
         ``out``, as it comes: making the input overlaps xdelta3's work on it. Leaving the block
         ends the input and waits; a failure raises what ``encode`` would (``subject`` names the
         input), and an exception in the block stops xdelta3."""
-        window = self.window_for(reference.stat().st_size)
-        argv = [self.binary, "-e", f"-{self.level}", "-D", "-R", "-c", "-B", str(window)]
+        argv = self._encoder(reference, "-c")
         with out.open("wb") as sink, tempfile.TemporaryFile() as errors:
-            try:
-                proc = subprocess.Popen(
-                    [*argv, "-s", str(reference)], stdin=subprocess.PIPE, stdout=sink, stderr=errors
-                )
-            except FileNotFoundError as exc:
-                raise ToolMissingError(f"xdelta3 could not be started: {INSTALL_HINT}") from exc
+            proc = _popen(argv, stdin=subprocess.PIPE, stdout=sink, stderr=errors)
             assert proc.stdin is not None
             try:
                 try:
@@ -132,23 +119,31 @@ class Xdelta3:
     def start_decode(self, reference: Path, delta: Path, out: Path) -> Running:
         """Begin ``decode`` (DeltaGlider's way, no ``-D``) in the background, so that other
         work overlaps it."""
-        argv = [self.binary, "-d", "-f", "-s", str(reference), str(delta), str(out)]
-        return self._start(argv, "decode", delta)
+        return self._start(self._decoder(reference, delta, out), "decode", delta)
 
     def _start(self, argv: list[str], verb: str, subject: Path) -> Running:
         errors = tempfile.TemporaryFile()  # noqa: SIM115 (Running closes it when done)
         try:
-            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errors)
-        except FileNotFoundError as exc:
+            proc = _popen(argv, stdout=subprocess.DEVNULL, stderr=errors)
+        except ToolMissingError:
             errors.close()
-            raise ToolMissingError(f"xdelta3 could not be started: {INSTALL_HINT}") from exc
+            raise
         return Running(proc, errors, verb, subject)
+
+    def _encoder(self, reference: Path, *flags: str) -> list[str]:
+        """The encode command against ``reference`` (``-D -R``: see the module docstring), up
+        to its input and output."""
+        window = self.window_for(reference.stat().st_size)
+        options = ["-e", f"-{self.level}", "-D", "-R", "-f", "-B", str(window), *flags]
+        return [self.binary, *options, "-s", str(reference)]
+
+    def _decoder(self, reference: Path, delta: Path, out: Path, *, raw: bool = False) -> list[str]:
+        flags = ["-D"] if raw else []
+        return [self.binary, "-d", *flags, "-f", "-s", str(reference), str(delta), str(out)]
 
     def decode(self, reference: Path, delta: Path, out: Path, *, raw: bool = False) -> None:
         """Decode as DeltaGlider 6.x does, or with ``raw`` (``-D``) as the proxy does."""
-        flags = ["-D"] if raw else []
-        argv = [self.binary, "-d", *flags, "-f", "-s", str(reference), str(delta), str(out)]
-        self._run(argv, "decode", delta)
+        self._run(self._decoder(reference, delta, out, raw=raw), "decode", delta)
 
     def rebuild(self, reference: Path, delta: Path, out: Path) -> None:
         """Decode a delta of any provenance: upstream's way first, then with ``-D``."""
@@ -208,6 +203,13 @@ class Running:
         self._proc.kill()
         self._proc.wait()
         self._errors.close()
+
+
+def _popen(argv: list[str], **streams: Any) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(argv, **streams)
+    except FileNotFoundError as exc:
+        raise ToolMissingError(f"xdelta3 could not be started: {INSTALL_HINT}") from exc
 
 
 def looks_compressed(path: Path) -> bool:
