@@ -209,7 +209,7 @@ def _verbatim_copies(
     ref_file: BinaryIO,
     expanded: set[int],
     *,
-    names: dict[int, str],
+    members: dict[int, archive_zip.Member],
     made: Made,
 ) -> list[tuple[int, int, int]]:
     """(start, length, where in the reference file) of the deflated bytes of target members left
@@ -222,13 +222,14 @@ def _verbatim_copies(
     would no longer find them there, or only in pieces between stored-block headers: the bytes
     both have are copied instead. Counted in ``made``."""
     found: list[tuple[int, int, int]] = []
-    for start, length, crc in archive_zip.deflated_members(tgt, tsize):
-        if length is None or crc is None or start + length > tsize or start in expanded:
+    for start, member in sorted(members.items()):
+        length = member.csize
+        if not member.deflated or start + length > tsize or start in expanded:
             continue
-        if (same := ref.copy_of(ref_file, tgt, start, length, crc)) is not None:
+        if (same := ref.copy_of(ref_file, tgt, start, length, member.crc)) is not None:
             found.append((start, length, same))
             made.unchanged += 1
-        elif (old := ref.counterpart(names.get(start))) is not None:
+        elif (old := ref.counterpart(member.name)) is not None:
             ends = _shared_ends(tgt, start, length, ref_file, old)
             found += ends
             made.shared += bool(ends)
@@ -325,16 +326,12 @@ def _write_plan(
         target_expanded.open("rb") as exp,
     ):
         tsize = target_file.stat().st_size
-        names = {
-            start: m.name
-            for start, m in archive_zip.data_offsets(
-                tgt, tsize, archive_zip.members(tgt, tsize)
-            ).items()
-        }
+        members = archive_zip.data_offsets(tgt, tsize, archive_zip.members(tgt, tsize))
         plan.write(archive.PLAN_MAGIC)
+        names = {start: m.name for start, m in members.items()}
         chosen = _classify(ref, exp, tgt, ref_file, names)
         expanded = {r.origin for r, _, _ in chosen if r.tag == b"D"}
-        copies = _verbatim_copies(ref, tgt, tsize, ref_file, expanded, names=names, made=made)
+        copies = _verbatim_copies(ref, tgt, tsize, ref_file, expanded, members=members, made=made)
         jobs = [(r.at, r.size, old.at, old.size) for r, _, old in chosen if old is not None]
         if not jobs and on_plan is not None:
             on_plan()

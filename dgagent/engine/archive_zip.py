@@ -36,6 +36,10 @@ class Member:
     method: int
     name: str = field(compare=False)
 
+    @property
+    def deflated(self) -> bool:
+        return self.method == _DEFLATED
+
 
 def members(src: BinaryIO, size: int) -> list[Member]:
     """Every entry of the central directory (any method), in directory order."""
@@ -74,7 +78,7 @@ def data_offsets(src: BinaryIO, size: int, found: list[Member]) -> dict[int, Mem
 
 def deflated_members(src: BinaryIO, size: int) -> list[tuple[int, int | None, int | None]]:
     """(data offset, compressed size, CRC-32) of each deflated member, in file order."""
-    entries = sorted(m for m in members(src, size) if m.method == _DEFLATED)
+    entries = sorted(m for m in members(src, size) if m.deflated)
     found: list[tuple[int, int | None, int | None]] = []
     for m in entries:
         start = _data_start(src, m.local, size)
