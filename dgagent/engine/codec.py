@@ -99,6 +99,7 @@ class Xdelta3:
         with out.open("wb") as sink, tempfile.TemporaryFile() as errors:
             proc = _popen(argv, stdin=subprocess.PIPE, stdout=sink, stderr=errors)
             assert proc.stdin is not None
+            stopped_reading = False
             try:
                 try:
                     yield proc.stdin
@@ -106,15 +107,15 @@ class Xdelta3:
                     with contextlib.suppress(BrokenPipeError):
                         proc.stdin.close()
             except BrokenPipeError:
-                pass  # xdelta3 stopped reading: its exit code and message say why
+                stopped_reading = True  # its exit code and message say why
             except BaseException:
                 proc.kill()
                 proc.wait()
                 raise
             code = proc.wait()
-            if code != 0:
+            if code != 0 or stopped_reading:
                 errors.seek(0)
-                raise self._failure("encode", subject, code, errors.read())
+                raise self._failure("encode", subject, code or 1, errors.read())
 
     def start_decode(self, reference: Path, delta: Path, out: Path) -> Running:
         """Begin ``decode`` (DeltaGlider's way, no ``-D``) in the background, so that other
